@@ -1,0 +1,160 @@
+"""Command line: ``defocus estimate photo.jpg [more.jpg ...] --out results/``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from . import edges as edges_mod
+
+PROG = "defocus"
+
+
+def _error(msg: str) -> None:
+    print(f"{PROG}: error: {msg}", file=sys.stderr, flush=True)
+
+
+def _add_estimate(sub) -> None:
+    from .estimate import DEFAULT_BATCH, DEFAULT_PSI
+
+    p = sub.add_parser(
+        "estimate",
+        help="blur map of one or more photos",
+        description="Estimate a dense defocus blur map (disk radius in px) for each photo. "
+        "Writes <stem>_blur.npy (float32 HxW), <stem>_blur.png (colour map with colour bar) "
+        "and <stem>_edges.png (pattern edges blue, depth edges red).",
+    )
+    p.add_argument("images", nargs="+", type=Path, help="input photos (PNG, JPEG, TIFF, ...)")
+    p.add_argument("--out", "-o", type=Path, default=Path("results"), help="output folder (default: results)")
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="model folder: one trained by this pipeline, or the published TIP-2022 weights folder "
+        "(blur/*.mat, edge/*.mat). Default: $DEFOCUS_MODEL, else models/default, else the published weights "
+        "under $DEFOCUS_REFERENCE (../shared/reference/tip2022)",
+    )
+    p.add_argument(
+        "--edges",
+        type=Path,
+        nargs="+",
+        metavar="FILE",
+        help="edge maps to use instead of Canny, one per input image in the same order (white = edge)",
+    )
+    p.add_argument("--psi", type=float, default=DEFAULT_PSI, help=f"depth-edge penalty (default {DEFAULT_PSI:g})")
+    p.add_argument("--canny-sigma", type=float, default=edges_mod.CANNY_SIGMA, help="Canny Gaussian sigma, px")
+    p.add_argument("--canny-low", type=float, default=edges_mod.CANNY_LOW, help="Canny low threshold")
+    p.add_argument("--canny-high", type=float, default=edges_mod.CANNY_HIGH, help="Canny high threshold")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help=f"patches per network call ({DEFAULT_BATCH})")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or per-image lines")
+    p.set_defaults(func=cmd_estimate)
+
+
+def _outputs(out: Path, stem: str) -> dict[str, Path]:
+    return {k: out / f"{stem}_{k}" for k in ("blur.npy", "blur.png", "edges.png")}
+
+
+def _estimate_one(path: Path, edge_path: Path | None, model, args, outs: dict[str, Path]) -> str:
+    import numpy as np
+    from tqdm import tqdm
+
+    from .estimate import estimate_blur
+    from .images import load_image, load_mask, save_npy, save_png
+    from .viz import edge_overlay, save_blur_png
+
+    t0 = time.perf_counter()
+    image = load_image(path)
+    h, w = image.shape[:2]
+    edge_map = load_mask(edge_path, (h, w)) if edge_path is not None else None
+    canny = {"sigma": args.canny_sigma, "low": args.canny_low, "high": args.canny_high}
+    with tqdm(desc=path.name, unit="patch", delay=1.0, leave=False, disable=True if args.quiet else None) as bar:
+        est = estimate_blur(image, model, edge_map, psi=args.psi, canny=canny, batch_size=args.batch_size, progress=bar)
+    written = []
+    try:
+        save_npy(outs["blur.npy"], est.blur)
+        written.append(outs["blur.npy"])
+        save_blur_png(outs["blur.png"], est.blur, title=path.name)
+        written.append(outs["blur.png"])
+        save_png(outs["edges.png"], edge_overlay(image, est.pattern, est.depth))
+    except BaseException:
+        for f in written:
+            f.unlink(missing_ok=True)
+        raise
+    n_edges = int(est.edges.sum())
+    note = "" if n_edges else " (no edges found: the map is 0 everywhere)"
+    if n_edges and not est.pattern.any():
+        note = " (no pattern edges: the map is 0 everywhere)"
+    return (
+        f"{path}: {w}x{h} px, {n_edges} edges ({int(est.depth.sum())} depth), "
+        f"blur {float(np.min(est.blur)):.2f}-{float(np.max(est.blur)):.2f} px, "
+        f"{time.perf_counter() - t0:.1f} s -> {outs['blur.npy']}{note}"
+    )
+
+
+def cmd_estimate(args) -> int:
+    from . import config
+    from .images import ImageError
+    from .weights import ModelError, load_model
+
+    if args.edges is not None and len(args.edges) != len(args.images):
+        _error(f"--edges gives {len(args.edges)} file(s) for {len(args.images)} image(s); give one per image")
+        return 2
+    if args.batch_size < 1:
+        _error(f"--batch-size must be >= 1, got {args.batch_size}")
+        return 2
+    if not 0 <= args.canny_low <= args.canny_high:
+        _error(f"Canny thresholds must satisfy 0 <= low <= high, got {args.canny_low}, {args.canny_high}")
+        return 2
+    model_dir = args.model or config.default_model_dir()
+    if model_dir is None:
+        _error("no model found: pass --model (a trained model folder or the published TIP-2022 weights folder)")
+        return 2
+    try:
+        model = load_model(model_dir)
+    except ModelError as exc:
+        _error(str(exc))
+        return 2
+
+    failures = 0
+    seen: dict[str, Path] = {}
+    for i, path in enumerate(args.images):
+        stem = path.stem
+        if stem in seen:
+            _error(f"{path}: same name as {seen[stem]}; its outputs would overwrite the earlier ones (skipped)")
+            failures += 1
+            continue
+        seen[stem] = path
+        try:
+            line = _estimate_one(path, args.edges[i] if args.edges else None, model, args, _outputs(args.out, stem))
+        except (ImageError, ValueError, OSError) as exc:
+            _error(str(exc) if str(path) in str(exc) else f"{path}: {exc}")
+            failures += 1
+            continue
+        if not args.quiet:
+            print(line, flush=True)
+    if failures:
+        _error(f"{failures} of {len(args.images)} image(s) failed")
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Defocus blur estimation (Karaali, Harte & Jung, TIP 2022).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_estimate(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""The estimator: edges -> E-NET -> B-NET -> propagation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .edges import detect_edges
+from .levels import BLUR_RADII, DEPTH
+from .patches import PATCH, iter_patch_batches
+from .propagation import propagate
+
+DEFAULT_PSI = 100.0
+DEFAULT_BATCH = 256
+
+_COMPILED: dict[int, object] = {}
+
+
+def _compiled(net):
+    """A traced inference function for ``net`` (one trace for any batch size)."""
+    from ._tf import tf
+
+    fn = _COMPILED.get(id(net))
+    if fn is None:
+        spec = tf.TensorSpec((None, PATCH, PATCH, 3), tf.float32)
+        fn = tf.function(lambda x: net(x, training=False), input_signature=[spec])
+        _COMPILED[id(net)] = fn
+    return fn
+
+
+def classify(net, image: np.ndarray, ys, xs, batch_size: int = DEFAULT_BATCH, progress=None) -> np.ndarray:
+    """Class probabilities of ``net`` for the patches centred on pixels (ys, xs).
+
+    Patches are cut and evaluated ``batch_size`` at a time, so memory is bounded
+    whatever the number of pixels.
+
+    Parameters
+    ----------
+    net : keras.Model
+        B-NET or E-NET.
+    image : ndarray, (H, W, 3), RGB in [0, 1]
+    ys, xs : int arrays, (N,)
+    batch_size : int
+    progress : callable, optional
+        Called with the number of patches in each batch once it is done.
+
+    Returns
+    -------
+    probs : ndarray, (N, n_classes) float32
+    """
+    fn = _compiled(net)
+    n_out = net.output_shape[-1]
+    out = np.empty((len(ys), n_out), dtype=np.float32)
+    done = 0
+    for batch in iter_patch_batches(image, ys, xs, batch_size):
+        out[done : done + len(batch)] = fn(batch).numpy()
+        done += len(batch)
+        if progress is not None:
+            progress(len(batch))
+    return out
+
+
+@dataclass
+class BlurEstimate:
+    """Result of :func:`estimate_blur`.
+
+    Attributes
+    ----------
+    blur : ndarray, (H, W) float32
+        Dense blur map, disk radius in px.
+    edges, pattern, depth : ndarray, (H, W) bool
+        All edge pixels, and their split into pattern and depth edges.
+    sparse : ndarray, (H, W) float32
+        B-NET's radius at pattern edges, 0 elsewhere.
+    """
+
+    blur: np.ndarray
+    edges: np.ndarray
+    pattern: np.ndarray
+    depth: np.ndarray
+    sparse: np.ndarray
+
+
+def estimate_blur(
+    image: np.ndarray,
+    model,
+    edges: np.ndarray | None = None,
+    psi: float = DEFAULT_PSI,
+    canny: dict | None = None,
+    batch_size: int = DEFAULT_BATCH,
+    progress=None,
+) -> BlurEstimate:
+    """Dense defocus blur map of one image.
+
+    Parameters
+    ----------
+    image : ndarray, (H, W, 3), RGB in [0, 1]; H, W >= 41
+    model : defocus.weights.Model
+        B-NET and E-NET.
+    edges : ndarray, (H, W) bool, optional
+        Edge map to use instead of Canny.
+    psi : float
+        Depth-edge penalty of the propagation.
+    canny : dict, optional
+        ``sigma``, ``low``, ``high`` for :func:`defocus.edges.detect_edges`.
+    batch_size : int
+        Patches per network call.
+    progress : tqdm-like, optional
+        Its ``total`` is set to the number of patches to evaluate (E-NET on every
+        edge, then B-NET on pattern edges) and ``update(n)`` is called per batch.
+
+    Returns
+    -------
+    BlurEstimate
+    """
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) RGB image, got shape {image.shape}")
+    h, w = image.shape[:2]
+    if min(h, w) < PATCH:
+        raise ValueError(f"image is {w}x{h} px; at least {PATCH}x{PATCH} px is needed (the patch size)")
+    if edges is None:
+        edges = detect_edges(image, **(canny or {}))
+    edges = np.asarray(edges, dtype=bool)
+    if edges.shape != (h, w):
+        raise ValueError(f"edge map is {edges.shape[1]}x{edges.shape[0]} px, image is {w}x{h} px")
+    ys, xs = np.nonzero(edges)
+
+    n_enet = len(ys)
+    tick = None
+    if progress is not None:
+        progress.total = n_enet  # B-NET's share is added once E-NET has split the edges
+        progress.refresh()
+        tick = progress.update
+    is_depth = np.zeros(len(ys), dtype=bool)
+    if n_enet:
+        is_depth = classify(model.enet, image, ys, xs, batch_size, tick).argmax(axis=1) == DEPTH
+    pattern = np.zeros((h, w), dtype=bool)
+    depth = np.zeros((h, w), dtype=bool)
+    depth[ys[is_depth], xs[is_depth]] = True
+    py, px = ys[~is_depth], xs[~is_depth]
+    pattern[py, px] = True
+    if progress is not None:
+        progress.total = n_enet + len(py)
+        progress.refresh()
+    sparse = np.zeros((h, w), dtype=np.float32)
+    if len(py):
+        levels = classify(model.bnet, image, py, px, batch_size, tick).argmax(axis=1)
+        sparse[py, px] = BLUR_RADII[levels]
+    blur = propagate(image, sparse, pattern, depth, psi=psi)
+    return BlurEstimate(blur, edges, pattern, depth, sparse)
+
+
