@@ -17,7 +17,7 @@ def _error(msg: str) -> None:
 
 
 def _add_estimate(sub) -> None:
-    from .estimate import DEFAULT_BATCH, DEFAULT_PSI
+    from .estimate import DEFAULT_BATCH, DEFAULT_PSI, DEFAULT_TILE, METHODS
 
     p = sub.add_parser(
         "estimate",
@@ -47,7 +47,17 @@ def _add_estimate(sub) -> None:
     p.add_argument("--canny-sigma", type=float, default=edges_mod.CANNY_SIGMA, help="Canny Gaussian sigma, px")
     p.add_argument("--canny-low", type=float, default=edges_mod.CANNY_LOW, help="Canny low threshold")
     p.add_argument("--canny-high", type=float, default=edges_mod.CANNY_HIGH, help="Canny high threshold")
-    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help=f"patches per network call ({DEFAULT_BATCH})")
+    p.add_argument(
+        "--method",
+        choices=METHODS,
+        default="dense",
+        help="dense: shared convolutions once per image, in tiles (fast, default); "
+        "patch: each edge pixel's patch through the whole network (the reference)",
+    )
+    p.add_argument("--tile", type=int, default=DEFAULT_TILE, help=f"tile side in px for --method dense ({DEFAULT_TILE})")
+    p.add_argument(
+        "--batch-size", type=int, default=DEFAULT_BATCH, help=f"patches per network call, --method patch ({DEFAULT_BATCH})"
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or per-image lines")
     p.set_defaults(func=cmd_estimate)
 
@@ -70,7 +80,10 @@ def _estimate_one(path: Path, edge_path: Path | None, model, args, outs: dict[st
     edge_map = load_mask(edge_path, (h, w)) if edge_path is not None else None
     canny = {"sigma": args.canny_sigma, "low": args.canny_low, "high": args.canny_high}
     with tqdm(desc=path.name, unit="patch", delay=1.0, leave=False, disable=True if args.quiet else None) as bar:
-        est = estimate_blur(image, model, edge_map, psi=args.psi, canny=canny, batch_size=args.batch_size, progress=bar)
+        est = estimate_blur(
+            image, model, edge_map, psi=args.psi, canny=canny, batch_size=args.batch_size, progress=bar,
+            method=args.method, tile=args.tile,
+        )
     written = []
     try:
         save_npy(outs["blur.npy"], est.blur)
@@ -101,8 +114,8 @@ def cmd_estimate(args) -> int:
     if args.edges is not None and len(args.edges) != len(args.images):
         _error(f"--edges gives {len(args.edges)} file(s) for {len(args.images)} image(s); give one per image")
         return 2
-    if args.batch_size < 1:
-        _error(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.batch_size < 1 or args.tile < 1:
+        _error(f"--batch-size and --tile must be >= 1, got {args.batch_size}, {args.tile}")
         return 2
     if not 0 <= args.canny_low <= args.canny_high:
         _error(f"Canny thresholds must satisfy 0 <= low <= high, got {args.canny_low}, {args.canny_high}")

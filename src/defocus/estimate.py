@@ -13,8 +13,24 @@ from .propagation import propagate
 
 DEFAULT_PSI = 100.0
 DEFAULT_BATCH = 256
+#: Tile side in px of the dense evaluation (a 512 px tile needs about 0.6 GB).
+DEFAULT_TILE = 512
+#: "dense": shared convolutions computed once per image (fast, see defocus.dense);
+#: "patch": every edge pixel's 41 px patch through the whole network (the reference).
+METHODS = ("dense", "patch")
 
 _COMPILED: dict[int, object] = {}
+_DENSE: dict[tuple[int, int], object] = {}
+
+
+def dense_model(model, tile: int = DEFAULT_TILE):
+    """The :class:`defocus.dense.DenseModel` of ``model`` (built once, then cached)."""
+    from .dense import DenseModel
+
+    key = (id(model), int(tile))
+    if key not in _DENSE:
+        _DENSE[key] = DenseModel(model, tile)
+    return _DENSE[key]
 
 
 def _compiled(net):
@@ -90,6 +106,8 @@ def estimate_blur(
     canny: dict | None = None,
     batch_size: int = DEFAULT_BATCH,
     progress=None,
+    method: str = "dense",
+    tile: int | None = None,
 ) -> BlurEstimate:
     """Dense defocus blur map of one image.
 
@@ -105,7 +123,12 @@ def estimate_blur(
     canny : dict, optional
         ``sigma``, ``low``, ``high`` for :func:`defocus.edges.detect_edges`.
     batch_size : int
-        Patches per network call.
+        Patches per network call (``method="patch"``).
+    method : {"dense", "patch"}
+        How the networks are evaluated; both give the same probabilities to
+        about 1e-5 (see :mod:`defocus.dense`).
+    tile : int, optional
+        Tile side in px for ``method="dense"`` (bounds its memory).
     progress : tqdm-like, optional
         Its ``total`` is set to the number of patches to evaluate (E-NET on every
         edge, then B-NET on pattern edges) and ``update(n)`` is called per batch.
@@ -126,6 +149,10 @@ def estimate_blur(
     if edges.shape != (h, w):
         raise ValueError(f"edge map is {edges.shape[1]}x{edges.shape[0]} px, image is {w}x{h} px")
     ys, xs = np.nonzero(edges)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "dense":
+        return _estimate_dense(image, model, edges, ys, xs, psi, tile, progress)
 
     n_enet = len(ys)
     tick = None
@@ -148,6 +175,25 @@ def estimate_blur(
     if len(py):
         levels = classify(model.bnet, image, py, px, batch_size, tick).argmax(axis=1)
         sparse[py, px] = BLUR_RADII[levels]
+    blur = propagate(image, sparse, pattern, depth, psi=psi)
+    return BlurEstimate(blur, edges, pattern, depth, sparse)
+
+
+def _estimate_dense(image, model, edges, ys, xs, psi, tile, progress) -> BlurEstimate:
+    h, w = edges.shape
+    if progress is not None:
+        progress.total = len(ys)
+        progress.refresh()
+    p_edge, bi, p_blur = dense_model(model, tile or DEFAULT_TILE).classify(
+        image, ys, xs, progress=None if progress is None else progress.update
+    )
+    is_depth = p_edge.argmax(axis=1) == DEPTH
+    depth = np.zeros((h, w), dtype=bool)
+    depth[ys[is_depth], xs[is_depth]] = True
+    pattern = np.zeros((h, w), dtype=bool)
+    pattern[ys[bi], xs[bi]] = True
+    sparse = np.zeros((h, w), dtype=np.float32)
+    sparse[ys[bi], xs[bi]] = BLUR_RADII[p_blur.argmax(axis=1)]
     blur = propagate(image, sparse, pattern, depth, psi=psi)
     return BlurEstimate(blur, edges, pattern, depth, sparse)
 

@@ -1,0 +1,235 @@
+"""Dense evaluation of B-NET and E-NET: the same class probabilities as running
+the networks patch by patch, at a fraction of the cost.
+
+Everything before the 7 x 7 merge depends only on image content, so it is
+computed once per image (in tiles) instead of once per edge pixel:
+
+* 41 branch: conv1 at every pixel, the 3 x 3 / 3 max-pool becomes a stride-1
+  pool, and the convs after it become convs dilated by 3;
+* 27 branch: convs 1-3 at every pixel, stride-1 pool, 1 x 1 conv;
+* 15 branch: four convs at every pixel.
+
+The first trunk conv (b-NET / e-NET conv1) is linear in the concatenated maps,
+so it too is split per branch and computed densely (dilated by 3 for the 41 and
+27 branches, which are sampled every 3 px inside a patch). For an edge pixel
+(y, x) the trunk's 5 x 5 input is then gathered as::
+
+    A[u, v] = relu(E41[y + 3u, x + 3v] + E27[y + 8 + 3u, x + 8 + 3v] + E15[y + 14 + u, x + 14 + v])
+
+(padded-image coordinates) and only the rest of the trunk and the head run per
+edge pixel. The image is processed in tiles with a 40 px overlap (the
+receptive field), so peak memory depends on the tile size, not the image size.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._tf import tf
+from .estimate import DEFAULT_TILE
+from .levels import DEPTH
+from .patches import CROP_15, CROP_27, pad_image
+
+OFF_27, OFF_15 = CROP_27[0], CROP_15[0]
+
+
+def _find(net, name):
+    for layer in net.layers:
+        if layer.name == name:
+            return layer
+        if hasattr(layer, "layers"):
+            for sub in layer.layers:
+                if sub.name == name:
+                    return sub
+    raise KeyError(name)
+
+
+def _w(net, name):
+    return [tf.constant(w) for w in _find(net, name).get_weights()]
+
+
+def _conv(x, w, dilation=1):
+    # conv2d's own dilation (oneDNN) is ~1.5x faster on CPU than tf.nn.convolution's space-to-batch
+    return tf.nn.conv2d(x, w, 1, "VALID", dilations=dilation)
+
+
+def _relu_conv(x, w, dilation=1):
+    return tf.nn.relu(_conv(x, w, dilation))
+
+
+def _pool(x):
+    return tf.nn.max_pool2d(x, 3, 1, "VALID")
+
+
+@dataclass
+class _Branch41:
+    k: list  # conv1..conv4 kernels
+
+    def __call__(self, x):  # x: (1, th + 40, tw + 40, 3) -> (1, th + 18, tw + 18, 64)
+        c = _pool(_relu_conv(x, self.k[0]))
+        for k in self.k[1:]:
+            c = _relu_conv(c, k, 3)
+        return c
+
+
+class _Head:
+    """Trunk (after conv1) and classification head of one network, per edge pixel."""
+
+    def __init__(self, net, prefix):
+        self.convs = [_w(net, f"{prefix}_conv{i}")[0] for i in (2, 3, 4)]
+        self.dense = [_w(net, f"{prefix}_{n}") for n in ("dense1", "dense2", "out")]
+
+    def __call__(self, a):  # a: (n, 5, 5, 64) after relu
+        for k in self.convs:
+            a = _relu_conv(a, k)
+        h = tf.reshape(a, (-1, a.shape[-1]))
+        for i, (w, b) in enumerate(self.dense):
+            h = tf.matmul(h, w) + b
+            h = tf.nn.relu(h) if i < 2 else tf.nn.softmax(h)
+        return h
+
+
+class DenseModel:
+    """Dense evaluator built from a :class:`defocus.weights.Model`.
+
+    Parameters
+    ----------
+    model : defocus.weights.Model
+    tile : int
+        Output tile side in px; memory per tile is roughly
+        ``(tile + 40) ** 2 * 64 * 4 * 12`` bytes (about 0.2 GB for 256).
+    """
+
+    def __init__(self, model, tile: int = DEFAULT_TILE):
+        self.tile = int(tile)
+        if self.tile < 1:
+            raise ValueError(f"tile must be >= 1, got {tile}")
+        b, e = model.bnet, model.enet
+        self.f1 = {
+            net: {s: [_w(net, f"f1_{s}_conv{i}")[0] for i in range(1, 5)] for s in ("41", "27", "15")} for net in (b, e)
+        }
+        self.shared_f1 = all(
+            all(np.array_equal(x.numpy(), y.numpy()) for x, y in zip(self.f1[b][s], self.f1[e][s], strict=True))
+            for s in ("41", "27", "15")
+        )
+        self.f2 = _Branch41([_w(e, f"f2_41_conv{i}")[0] for i in range(1, 5)])
+        kb, ke = _w(b, "b_conv1")[0], _w(e, "e_conv1")[0]
+        # split the first trunk kernel by merged branch: B [41, 27, 15], E [f2-41, 41, 27, 15]
+        self.kb = {s: kb[:, :, 64 * i : 64 * (i + 1)] for i, s in enumerate(("41", "27", "15"))}
+        self.ke = {s: ke[:, :, 64 * i : 64 * (i + 1)] for i, s in enumerate(("f2", "41", "27", "15"))}
+        self.head_b, self.head_e = _Head(b, "b"), _Head(e, "e")
+        self._bnet, self._enet = b, e
+        spec_i = tf.TensorSpec((None, 2), tf.int32)
+        spec_m = tf.TensorSpec((1, None, None, 64), tf.float32)
+        self._enet_fn = tf.function(
+            self._enet_tile, input_signature=[tf.TensorSpec((1, None, None, 3), tf.float32), spec_i]
+        )
+        self._bnet_fn = tf.function(self._bnet_tile, input_signature=[spec_m, spec_m, spec_m, spec_i])
+
+    # -- dense maps ---------------------------------------------------------------
+    def _f1_maps(self, x, k, th, tw):
+        d41 = _Branch41(k["41"])(x)  # (th + 18)
+        x27 = x[:, OFF_27 : th + 34, OFF_27 : tw + 34]
+        c = x27
+        for kk in k["27"][:3]:
+            c = _relu_conv(c, kk)
+        d27 = _relu_conv(_pool(c), k["27"][3])  # local index = padded - 8, size th + 26
+        c = x[:, OFF_15 : th + 28, OFF_15 : tw + 28]
+        for kk in k["15"]:
+            c = _relu_conv(c, kk)
+        d15 = c  # local index = padded - 14, size th + 6
+        return d41, d27, d15
+
+    @staticmethod
+    def _gather(e3, e1, yx):
+        """Trunk input (n, 5, 5, 64) at tile-local pixels yx (n, 2): ``e3`` (the 41 and 27
+        contributions, summed) is read every 3 px, ``e1`` (the 15 branch) every px."""
+        g = tf.range(5)
+        uu, vv = tf.meshgrid(g, g, indexing="ij")
+        grid3 = tf.stack([3 * uu, 3 * vv], axis=-1)  # (5, 5, 2)
+        grid1 = tf.stack([uu, vv], axis=-1)
+        base = yx[:, None, None, :]
+        return tf.gather_nd(e3[0], base + grid3) + tf.gather_nd(e1[0], base + grid1)
+
+    def _enet_tile(self, x, yx):
+        """E-NET probabilities at tile-local pixels yx, and the f1 maps for B-NET."""
+        th = tf.shape(x)[1] - 40
+        tw = tf.shape(x)[2] - 40
+        f1e = self._f1_maps(x, self.f1[self._enet], th, tw)
+        f1b = f1e if self.shared_f1 else self._f1_maps(x, self.f1[self._bnet], th, tw)
+        ke = self.ke
+        # the 41 and 27 maps have the same local indexing (see _f1_maps), so they add up before the gather
+        e3 = _conv(self.f2(x), ke["f2"], 3) + _conv(f1e[0], ke["41"], 3) + _conv(f1e[1], ke["27"], 3)
+        a = self._gather(e3, _conv(f1e[2], ke["15"]), yx)
+        return self.head_e(tf.nn.relu(a)), f1b
+
+    def _bnet_tile(self, d41, d27, d15, yx):
+        """B-NET probabilities at tile-local pixels yx from the f1 maps."""
+        kb = self.kb
+        a = self._gather(_conv(d41, kb["41"], 3) + _conv(d27, kb["27"], 3), _conv(d15, kb["15"]), yx)
+        return self.head_b(tf.nn.relu(a))
+
+    # -- public -----------------------------------------------------------------
+    def classify(self, image, ys, xs, blur_at=None, progress=None, timings=None):
+        """E-NET probabilities at (ys, xs), and B-NET probabilities at pattern edges.
+
+        Parameters
+        ----------
+        image : ndarray, (H, W, 3), RGB in [0, 1]
+        ys, xs : int arrays, (N,)
+            Edge pixels.
+        blur_at : bool array (N,), optional
+            Evaluate B-NET at these pixels instead of at the pixels E-NET calls
+            pattern edges (used to compare with the per-patch path).
+        progress : callable, optional
+            Called with the number of pixels done after each tile.
+        timings : dict, optional
+            Seconds spent are added to its ``"enet"`` (shared features + E-NET)
+            and ``"bnet"`` keys.
+
+        Returns
+        -------
+        p_edge : ndarray, (N, 2) float32
+        blur_idx : ndarray, (M,) int
+            Indices into (ys, xs) where B-NET was evaluated, ascending.
+        p_blur : ndarray, (M, 23) float32
+        """
+        ys, xs = np.asarray(ys, dtype=np.int64), np.asarray(xs, dtype=np.int64)
+        h, w = image.shape[:2]
+        padded = pad_image(np.asarray(image, dtype=np.float32))
+        p_edge = np.zeros((len(ys), 2), np.float32)
+        blur_rows, blur_idx = [], []
+        t = self.tile
+        order = np.lexsort((xs // t, ys // t))
+        keys = (ys[order] // t) * ((w + t - 1) // t) + xs[order] // t
+        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+        for s, e_ in zip(starts, np.r_[starts[1:], len(order)], strict=True):
+            idx = order[s:e_]
+            r0, c0 = (ys[idx[0]] // t) * t, (xs[idx[0]] // t) * t
+            r1, c1 = min(r0 + t, h), min(c0 + t, w)
+            x = padded[None, r0 : r1 + 40, c0 : c1 + 40]
+            yx = np.stack([ys[idx] - r0, xs[idx] - c0], axis=1).astype(np.int32)
+            t0 = time.perf_counter()
+            pe, maps = self._enet_fn(x, yx)
+            pe = pe.numpy()
+            t1 = time.perf_counter()
+            keep = pe.argmax(axis=1) != DEPTH if blur_at is None else np.asarray(blur_at)[idx]
+            chosen = idx[keep]
+            pb = self._bnet_fn(*maps, yx[keep])
+            pb = pb.numpy()
+            if timings is not None:
+                timings["enet"] = timings.get("enet", 0.0) + t1 - t0
+                timings["bnet"] = timings.get("bnet", 0.0) + time.perf_counter() - t1
+            p_edge[idx] = pe
+            blur_idx.append(chosen)
+            blur_rows.append(pb)
+            if progress is not None:
+                progress(len(idx))
+        if not blur_idx:
+            return p_edge, np.zeros(0, np.int64), np.zeros((0, 23), np.float32)
+        bi, pb = np.concatenate(blur_idx), np.concatenate(blur_rows)
+        o = np.argsort(bi, kind="stable")
+        return p_edge, bi[o], pb[o]
