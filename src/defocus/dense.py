@@ -198,6 +198,8 @@ class DenseModel:
         p_blur : ndarray, (M, 23) float32
         """
         ys, xs = np.asarray(ys, dtype=np.int64), np.asarray(xs, dtype=np.int64)
+        if len(ys) == 0:
+            return np.zeros((0, 2), np.float32), np.zeros(0, np.int64), np.zeros((0, 23), np.float32)
         h, w = image.shape[:2]
         padded = pad_image(np.asarray(image, dtype=np.float32))
         p_edge = np.zeros((len(ys), 2), np.float32)
