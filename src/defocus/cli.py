@@ -153,15 +153,34 @@ def cmd_estimate(args) -> int:
     return 0
 
 
+def _add_bench(sub) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="time the per-patch and dense paths",
+        description="Times, in one run, the per-patch and the dense evaluation on the RTF images (Canny edges, "
+        "psi = 100) and the dense path on a large synthetic image; prints per-stage seconds, speed-up, patches "
+        "per second and peak memory, and writes them as JSON.",
+    )
+    p.add_argument("--model", type=Path, default=None, help="model folder (default as for estimate)")
+    p.add_argument("--rtf", type=Path, default=None, help="folder with image_XX.png (default: the dataset mirror's rtf/)")
+    p.add_argument("--repeat", type=int, default=5, help="dense runs per image; the median is reported (5)")
+    p.add_argument("--large", default="4000x3000", help="WxH of the large image (also run at half size); 0 to skip")
+    p.add_argument("--no-patch", action="store_true", help="skip the (slow) per-patch path")
+    p.add_argument("--out", type=Path, default=Path("reports/bench.json"), help="JSON report (reports/bench.json)")
+    p.set_defaults(func=lambda args: __import__("defocus.bench", fromlist=["main"]).main(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Defocus blur estimation (Karaali, Harte & Jung, TIP 2022).")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_estimate(sub)
+    _add_bench(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[2:] if argv is None else argv[1:])
     try:
         return args.func(args)
     except KeyboardInterrupt:

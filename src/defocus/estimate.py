@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,8 +14,8 @@ from .propagation import propagate
 
 DEFAULT_PSI = 100.0
 DEFAULT_BATCH = 256
-#: Tile side in px of the dense evaluation (a 512 px tile needs about 0.6 GB).
-DEFAULT_TILE = 512
+#: Tile side in px of the dense evaluation: a 360 x 360 image is one tile; memory per tile is bounded.
+DEFAULT_TILE = 384
 #: "dense": shared convolutions computed once per image (fast, see defocus.dense);
 #: "patch": every edge pixel's 41 px patch through the whole network (the reference).
 METHODS = ("dense", "patch")
@@ -108,6 +109,7 @@ def estimate_blur(
     progress=None,
     method: str = "dense",
     tile: int | None = None,
+    timings: dict | None = None,
 ) -> BlurEstimate:
     """Dense defocus blur map of one image.
 
@@ -129,6 +131,9 @@ def estimate_blur(
         about 1e-5 (see :mod:`defocus.dense`).
     tile : int, optional
         Tile side in px for ``method="dense"`` (bounds its memory).
+    timings : dict, optional
+        Filled with the seconds spent in each stage: ``edges``, ``enet`` (with
+        the dense path: the shared features too), ``bnet``, ``propagation``.
     progress : tqdm-like, optional
         Its ``total`` is set to the number of patches to evaluate (E-NET on every
         edge, then B-NET on pattern edges) and ``update(n)`` is called per batch.
@@ -143,8 +148,10 @@ def estimate_blur(
     h, w = image.shape[:2]
     if min(h, w) < PATCH:
         raise ValueError(f"image is {w}x{h} px; at least {PATCH}x{PATCH} px is needed (the patch size)")
+    clock = _Clock(timings)
     if edges is None:
         edges = detect_edges(image, **(canny or {}))
+    clock.lap("edges")
     edges = np.asarray(edges, dtype=bool)
     if edges.shape != (h, w):
         raise ValueError(f"edge map is {edges.shape[1]}x{edges.shape[0]} px, image is {w}x{h} px")
@@ -152,7 +159,7 @@ def estimate_blur(
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if method == "dense":
-        return _estimate_dense(image, model, edges, ys, xs, psi, tile, progress)
+        return _estimate_dense(image, model, edges, ys, xs, psi, tile, progress, clock)
 
     n_enet = len(ys)
     tick = None
@@ -163,6 +170,7 @@ def estimate_blur(
     is_depth = np.zeros(len(ys), dtype=bool)
     if n_enet:
         is_depth = classify(model.enet, image, ys, xs, batch_size, tick).argmax(axis=1) == DEPTH
+    clock.lap("enet")
     pattern = np.zeros((h, w), dtype=bool)
     depth = np.zeros((h, w), dtype=bool)
     depth[ys[is_depth], xs[is_depth]] = True
@@ -175,18 +183,24 @@ def estimate_blur(
     if len(py):
         levels = classify(model.bnet, image, py, px, batch_size, tick).argmax(axis=1)
         sparse[py, px] = BLUR_RADII[levels]
+    clock.lap("bnet")
     blur = propagate(image, sparse, pattern, depth, psi=psi)
+    clock.lap("propagation")
     return BlurEstimate(blur, edges, pattern, depth, sparse)
 
 
-def _estimate_dense(image, model, edges, ys, xs, psi, tile, progress) -> BlurEstimate:
+def _estimate_dense(image, model, edges, ys, xs, psi, tile, progress, clock) -> BlurEstimate:
     h, w = edges.shape
     if progress is not None:
         progress.total = len(ys)
         progress.refresh()
-    p_edge, bi, p_blur = dense_model(model, tile or DEFAULT_TILE).classify(
-        image, ys, xs, progress=None if progress is None else progress.update
-    )
+    dm = dense_model(model, tile or DEFAULT_TILE)
+    clock.lap(None)
+    split: dict = {}
+    p_edge, bi, p_blur = dm.classify(image, ys, xs, progress=None if progress is None else progress.update, timings=split)
+    clock.lap(None)
+    clock.add("enet", split.get("enet", 0.0))
+    clock.add("bnet", split.get("bnet", 0.0))
     is_depth = p_edge.argmax(axis=1) == DEPTH
     depth = np.zeros((h, w), dtype=bool)
     depth[ys[is_depth], xs[is_depth]] = True
@@ -195,6 +209,25 @@ def _estimate_dense(image, model, edges, ys, xs, psi, tile, progress) -> BlurEst
     sparse = np.zeros((h, w), dtype=np.float32)
     sparse[ys[bi], xs[bi]] = BLUR_RADII[p_blur.argmax(axis=1)]
     blur = propagate(image, sparse, pattern, depth, psi=psi)
+    clock.lap("propagation")
     return BlurEstimate(blur, edges, pattern, depth, sparse)
+
+
+class _Clock:
+    """Adds the seconds since the last lap to ``timings[name]`` (no-op without a dict)."""
+
+    def __init__(self, timings: dict | None):
+        self.timings = timings
+        self.last = time.perf_counter()
+
+    def add(self, name: str, seconds: float) -> None:
+        if self.timings is not None:
+            self.timings[name] = self.timings.get(name, 0.0) + seconds
+
+    def lap(self, name: str | None) -> None:
+        now = time.perf_counter()
+        if name is not None:
+            self.add(name, now - self.last)
+        self.last = now
 
 

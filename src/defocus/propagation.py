@@ -23,9 +23,15 @@ REACH_EPS = 1e-30
 
 
 def _distances(guide: np.ndarray, ratio: float, penalty, axis: int) -> np.ndarray:
-    """Domain-transform distance from each pixel to its previous neighbour along ``axis``."""
-    diff = np.abs(np.diff(guide, axis=axis)).sum(axis=2)
-    d = np.ones(guide.shape[:2])
+    """Domain-transform distance from each pixel to its previous neighbour along ``axis``.
+
+    Accumulated one guide channel at a time, so the temporaries are single-channel.
+    """
+    h, w, c = guide.shape
+    diff = np.zeros((h, w - 1) if axis == 1 else (h - 1, w))
+    for k in range(c):
+        diff += np.abs(np.diff(guide[:, :, k], axis=axis))
+    d = np.ones((h, w))
     if axis == 1:
         d[:, 1:] += ratio * diff
     else:
@@ -72,7 +78,8 @@ def domain_transform(
     image : ndarray, (H, W) or (H, W, C)
         What to filter.
     guide : ndarray, (H, W) or (H, W, K), values in [0, 1]
-        Image whose edges stop the filter.
+        Image whose edges stop the filter (float32 or float64; differences are
+        taken in its precision and summed in float64).
     sigma_s : float
         Spatial standard deviation, px.
     sigma_r : float
@@ -92,7 +99,9 @@ def domain_transform(
     img = np.asarray(image, dtype=np.float64)
     squeeze = img.ndim == 2
     f = img[:, :, None].copy() if squeeze else img.copy()
-    g = np.asarray(guide, dtype=np.float64)
+    g = np.asarray(guide)
+    if g.dtype not in (np.float32, np.float64):
+        g = g.astype(np.float64)
     if g.ndim == 2:
         g = g[:, :, None]
     if g.shape[:2] != f.shape[:2]:
@@ -122,8 +131,7 @@ def simplify(image: np.ndarray) -> np.ndarray:
     import cv2
 
     img = np.ascontiguousarray(image, dtype=np.float32)
-    out = cv2.ximgproc.dtFilter(img, img, SIMPLIFY_SIGMA_S, SIMPLIFY_SIGMA_R, mode=cv2.ximgproc.DTF_RF, numIters=N_ITER)
-    return out.astype(np.float64)
+    return cv2.ximgproc.dtFilter(img, img, SIMPLIFY_SIGMA_S, SIMPLIFY_SIGMA_R, mode=cv2.ximgproc.DTF_RF, numIters=N_ITER)
 
 
 def propagate(
@@ -176,7 +184,7 @@ def propagate(
     stack = np.zeros((h, w, 2))
     stack[pattern, 0] = values
     stack[pattern, 1] = 1.0
-    guide = simplify(image)
+    guide = simplify(image)  # float32, (H, W, 3)
     f = domain_transform(stack, guide, min(h, w) / 8.0, PROPAGATE_SIGMA_R, N_ITER, penalty)
     num, den = f[:, :, 0], f[:, :, 1]
     reached = den > REACH_EPS

@@ -1,0 +1,161 @@
+"""Benchmark: per-patch vs dense evaluation, per stage, on RTF and on a large image.
+
+Run with ``defocus bench``; prints a table and writes ``reports/bench.json``.
+Speeds are compared as ratios within one run (these machines are noisy).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import config
+from .estimate import DEFAULT_BATCH, DEFAULT_TILE, estimate_blur
+
+
+class PeakRSS:
+    """Peak resident memory (bytes) of this process while the block runs,
+    sampled from /proc every 5 ms (falls back to the lifetime peak elsewhere)."""
+
+    def __enter__(self):
+        self.peak = self._now()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    @staticmethod
+    def _now() -> int:
+        try:
+            with open("/proc/self/statm") as fh:
+                return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    def _watch(self):
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, self._now())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._now())
+
+
+def _run(image, model, method: str) -> dict:
+    """One full estimate (Canny edges, psi = 100) with per-stage seconds."""
+    seconds: dict = {}
+    t0 = time.perf_counter()
+    est = estimate_blur(image, model, method=method, timings=seconds)
+    seconds["total"] = time.perf_counter() - t0
+    n = int(est.edges.sum())
+    return {"seconds": seconds, "edges": n, "patches": n + int(est.pattern.sum()), "blur": est.blur}
+
+
+def _median_stages(runs: list[dict]) -> dict:
+    return {k: float(np.median([r["seconds"][k] for r in runs])) for k in runs[0]["seconds"]}
+
+
+def _fmt_stages(s: dict) -> str:
+    return "  ".join(f"{k} {v:7.3f}" for k, v in s.items())
+
+
+def _large_image(rtf_images, size) -> np.ndarray:
+    import cv2
+
+    w, h = size
+    if rtf_images:
+        tiles = [cv2.resize(im, (w // 2, h // 2), interpolation=cv2.INTER_CUBIC) for im in rtf_images[:3]]
+        tiles.append(tiles[0][::-1, ::-1])
+        img = np.vstack([np.hstack(tiles[:2]), np.hstack(tiles[2:4])])
+    else:
+        from skimage import data
+
+        img = cv2.resize(data.astronaut().astype(np.float32) / 255, (w, h), interpolation=cv2.INTER_CUBIC)
+    return np.clip(img[:h, :w], 0, 1).astype(np.float32)
+
+
+def bench(model, rtf_dir: Path | None, repeat: int = 5, large=(4000, 3000), patch: bool = True, log=print) -> dict:
+    """Time both paths; return the report (also printed through ``log``)."""
+    from ._tf import tf
+    from .images import load_image
+
+    report = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "tensorflow": tf.__version__,
+                    "tf_threads": [tf.config.threading.get_intra_op_parallelism_threads(),
+                                   tf.config.threading.get_inter_op_parallelism_threads()]},
+        "model": model.source, "tile": DEFAULT_TILE, "batch_size": DEFAULT_BATCH, "repeat": repeat, "rtf": [],
+    }
+    paths = sorted(Path(rtf_dir).glob("image_*.png")) if rtf_dir and Path(rtf_dir).is_dir() else []
+    images = [load_image(p) for p in paths]
+    if not paths:
+        log(f"no RTF images found in {rtf_dir}; timing the large image only")
+    _run(images[0] if images else _large_image([], (360, 360)), model, "dense")  # warm-up: traces the graphs
+    for path, img in zip(paths, images, strict=True):
+        runs = [_run(img, model, "dense") for _ in range(repeat)]
+        d = _median_stages(runs)
+        row = {"image": path.name, "edges": runs[0]["edges"], "patches": runs[0]["patches"], "dense": d}
+        log(f"{path.name}: {runs[0]['edges']} edges, {runs[0]['patches']} network evaluations")
+        log(f"  dense  (median of {repeat}): {_fmt_stages(d)}")
+        if patch:
+            with PeakRSS() as mem:
+                p = _run(img, model, "patch")
+            ps = p["seconds"]
+            row["patch"] = ps
+            row["patch_peak_rss_gb"] = mem.peak / 2**30
+            row["max_abs_map_difference"] = float(np.abs(p["blur"] - runs[0]["blur"]).max())
+            row["speedup_networks"] = (ps["enet"] + ps["bnet"]) / (d["enet"] + d["bnet"])
+            row["speedup_total"] = ps["total"] / d["total"]
+            row["patches_per_s"] = {"patch": p["patches"] / (ps["enet"] + ps["bnet"]),
+                                    "dense": runs[0]["patches"] / (d["enet"] + d["bnet"])}
+            log(f"  patch  (1 run):          {_fmt_stages(ps)}")
+            log(f"  speed-up: networks {row['speedup_networks']:.1f}x, whole estimate {row['speedup_total']:.1f}x; "
+                f"patches/s: patch {row['patches_per_s']['patch']:.0f}, dense {row['patches_per_s']['dense']:.0f}; "
+                f"max |map difference| {row['max_abs_map_difference']:.2e} px")
+        report["rtf"].append(row)
+    if report["rtf"]:
+        totals = [r["dense"]["total"] for r in report["rtf"]]
+        report["dense_median_total_s"] = float(np.median(totals))
+        log(f"median full dense estimate per RTF image: {report['dense_median_total_s']:.3f} s")
+    if large:
+        report["large"] = []
+        for scale in (0.5, 1.0):
+            size = (int(large[0] * scale), int(large[1] * scale))
+            img = _large_image(images, size)
+            with PeakRSS() as mem:
+                r = _run(img, model, "dense")
+            mp = size[0] * size[1] / 1e6
+            row = {"size": list(size), "megapixels": mp, "edges": r["edges"], "dense": r["seconds"],
+                   "seconds_per_megapixel": r["seconds"]["total"] / mp, "peak_rss_gb": mem.peak / 2**30}
+            report["large"].append(row)
+            log(f"large {size[0]}x{size[1]} ({mp:.1f} MP, {r['edges']} edges): {_fmt_stages(r['seconds'])}; "
+                f"{row['seconds_per_megapixel']:.2f} s/MP; peak RSS {row['peak_rss_gb']:.2f} GB")
+            del img, r
+    return report
+
+
+def main(args) -> int:
+    from .weights import load_model
+
+    model_dir = args.model or config.default_model_dir()
+    if model_dir is None:
+        print("defocus: error: no model found: pass --model", flush=True)
+        return 2
+    model = load_model(model_dir)
+    rtf = args.rtf or config.shared_dir() / "data" / "rtf"
+    large = None if args.large == "0" else tuple(int(v) for v in args.large.lower().split("x"))
+    report = bench(model, rtf, repeat=args.repeat, large=large, patch=not args.no_patch)
+    report["command"] = "defocus bench " + " ".join(args.argv)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0

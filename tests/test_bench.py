@@ -1,0 +1,31 @@
+"""The benchmark runs end to end and reports consistent figures (no timing asserts)."""
+
+import json
+
+import cv2
+import numpy as np
+
+from defocus.cli import main
+
+from .conftest import textured_image
+
+
+def test_bench_reports_both_paths(random_model_dir, tmp_path, capsys):
+    rtf = tmp_path / "rtf"
+    rtf.mkdir()
+    cv2.imwrite(str(rtf / "image_01.png"), (textured_image(80, 90) * 255).astype(np.uint8))
+    out = tmp_path / "bench.json"
+    code = main(["bench", "--model", str(random_model_dir), "--rtf", str(rtf), "--repeat", "2", "--large", "120x90",
+                 "--out", str(out)])
+    assert code == 0
+    rep = json.loads(out.read_text())
+    row = rep["rtf"][0]
+    assert row["image"] == "image_01.png" and row["edges"] > 0
+    for path in ("dense", "patch"):
+        assert set(row[path]) == {"edges", "enet", "bnet", "propagation", "total"}
+        assert row[path]["total"] >= row[path]["enet"] + row[path]["bnet"] > 0
+    assert row["max_abs_map_difference"] < 1e-5  # both paths give the same map
+    assert row["speedup_networks"] > 0 and row["patches_per_s"]["dense"] > 0
+    assert [r["size"] for r in rep["large"]] == [[60, 45], [120, 90]]
+    assert all(r["peak_rss_gb"] > 0 for r in rep["large"])
+    assert "speed-up" in capsys.readouterr().out
