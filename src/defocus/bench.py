@@ -72,7 +72,8 @@ def _large_image(rtf_images, size) -> np.ndarray:
 
     w, h = size
     if rtf_images:
-        tiles = [cv2.resize(im, (w // 2, h // 2), interpolation=cv2.INTER_CUBIC) for im in rtf_images[:3]]
+        picks = [rtf_images[i % len(rtf_images)] for i in range(3)]
+        tiles = [cv2.resize(im, (w - w // 2, h - h // 2), interpolation=cv2.INTER_CUBIC) for im in picks]
         tiles.append(tiles[0][::-1, ::-1])
         img = np.vstack([np.hstack(tiles[:2]), np.hstack(tiles[2:4])])
     else:
