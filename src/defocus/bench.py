@@ -143,14 +143,8 @@ def bench(model, rtf_dir: Path | None, repeat: int = 5, large=(4000, 3000), patc
     return report
 
 
-def main(args) -> int:
-    from .weights import load_model
-
-    model_dir = args.model or config.default_model_dir()
-    if model_dir is None:
-        print("defocus: error: no model found: pass --model", flush=True)
-        return 2
-    model = load_model(model_dir)
+def main(args, model) -> int:
+    """``defocus bench`` with parsed ``args`` and a loaded model."""
     rtf = args.rtf or config.shared_dir() / "data" / "rtf"
     large = None if args.large == "0" else tuple(int(v) for v in args.large.lower().split("x"))
     report = bench(model, rtf, repeat=args.repeat, large=large, patch=not args.no_patch)

@@ -106,10 +106,31 @@ def _estimate_one(path: Path, edge_path: Path | None, model, args, outs: dict[st
     )
 
 
-def cmd_estimate(args) -> int:
+def _load_model(folder: Path | None):
+    """The model in ``folder`` (or the default one); None after printing why not."""
     from . import config
-    from .images import ImageError
     from .weights import ModelError, load_model
+
+    folder = folder or config.default_model_dir()
+    if folder is None:
+        _error("no model found: pass --model (a trained model folder or the published TIP-2022 weights folder)")
+        return None
+    try:
+        return load_model(folder)
+    except ModelError as exc:
+        _error(str(exc))
+        return None
+
+
+def cmd_bench(args) -> int:
+    from .bench import main as bench_main
+
+    model = _load_model(args.model)
+    return 2 if model is None else bench_main(args, model)
+
+
+def cmd_estimate(args) -> int:
+    from .images import ImageError
 
     if args.edges is not None and len(args.edges) != len(args.images):
         _error(f"--edges gives {len(args.edges)} file(s) for {len(args.images)} image(s); give one per image")
@@ -120,14 +141,8 @@ def cmd_estimate(args) -> int:
     if not 0 <= args.canny_low <= args.canny_high:
         _error(f"Canny thresholds must satisfy 0 <= low <= high, got {args.canny_low}, {args.canny_high}")
         return 2
-    model_dir = args.model or config.default_model_dir()
-    if model_dir is None:
-        _error("no model found: pass --model (a trained model folder or the published TIP-2022 weights folder)")
-        return 2
-    try:
-        model = load_model(model_dir)
-    except ModelError as exc:
-        _error(str(exc))
+    model = _load_model(args.model)
+    if model is None:
         return 2
 
     failures = 0
@@ -167,7 +182,7 @@ def _add_bench(sub) -> None:
     p.add_argument("--large", default="4000x3000", help="WxH of the large image (also run at half size); 0 to skip")
     p.add_argument("--no-patch", action="store_true", help="skip the (slow) per-patch path")
     p.add_argument("--out", type=Path, default=Path("reports/bench.json"), help="JSON report (reports/bench.json)")
-    p.set_defaults(func=lambda args: __import__("defocus.bench", fromlist=["main"]).main(args))
+    p.set_defaults(func=cmd_bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

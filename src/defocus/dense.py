@@ -31,24 +31,14 @@ import numpy as np
 from ._tf import tf
 from .estimate import DEFAULT_TILE
 from .levels import DEPTH
+from .nets import find_layer
 from .patches import CROP_15, CROP_27, pad_image
 
 OFF_27, OFF_15 = CROP_27[0], CROP_15[0]
 
 
-def _find(net, name):
-    for layer in net.layers:
-        if layer.name == name:
-            return layer
-        if hasattr(layer, "layers"):
-            for sub in layer.layers:
-                if sub.name == name:
-                    return sub
-    raise KeyError(name)
-
-
 def _w(net, name):
-    return [tf.constant(w) for w in _find(net, name).get_weights()]
+    return [tf.constant(w) for w in find_layer(net, name).get_weights()]
 
 
 def _conv(x, w, dilation=1):
@@ -99,8 +89,8 @@ class DenseModel:
     ----------
     model : defocus.weights.Model
     tile : int
-        Output tile side in px; memory per tile is roughly
-        ``(tile + 40) ** 2 * 64 * 4 * 12`` bytes (about 0.2 GB for 256).
+        Output tile side in px; the feature maps of one tile, about
+        ``(tile + 40) ** 2`` px x 64 channels each, bound the memory.
     """
 
     def __init__(self, model, tile: int = DEFAULT_TILE):

@@ -171,26 +171,36 @@ def estimate_blur(
     if n_enet:
         is_depth = classify(model.enet, image, ys, xs, batch_size, tick).argmax(axis=1) == DEPTH
     clock.lap("enet")
-    pattern = np.zeros((h, w), dtype=bool)
+    blur_idx = np.flatnonzero(~is_depth)
+    if progress is not None:
+        progress.total = n_enet + len(blur_idx)
+        progress.refresh()
+    levels = np.zeros(0, dtype=np.int64)
+    if len(blur_idx):
+        levels = classify(model.bnet, image, ys[blur_idx], xs[blur_idx], batch_size, tick).argmax(axis=1)
+    clock.lap("bnet")
+    return _propagate_edges(image, edges, ys, xs, is_depth, blur_idx, levels, psi, clock)
+
+
+def _propagate_edges(image, edges, ys, xs, is_depth, blur_idx, levels, psi, clock) -> BlurEstimate:
+    """Maps from the per-edge decisions, then the propagation (shared by both methods).
+
+    ``is_depth`` flags depth edges among (ys, xs); B-NET's class ``levels`` hold
+    for the pixels ``blur_idx`` (the pattern edges).
+    """
+    h, w = edges.shape
     depth = np.zeros((h, w), dtype=bool)
     depth[ys[is_depth], xs[is_depth]] = True
-    py, px = ys[~is_depth], xs[~is_depth]
-    pattern[py, px] = True
-    if progress is not None:
-        progress.total = n_enet + len(py)
-        progress.refresh()
+    pattern = np.zeros((h, w), dtype=bool)
+    pattern[ys[blur_idx], xs[blur_idx]] = True
     sparse = np.zeros((h, w), dtype=np.float32)
-    if len(py):
-        levels = classify(model.bnet, image, py, px, batch_size, tick).argmax(axis=1)
-        sparse[py, px] = BLUR_RADII[levels]
-    clock.lap("bnet")
+    sparse[ys[blur_idx], xs[blur_idx]] = BLUR_RADII[levels]
     blur = propagate(image, sparse, pattern, depth, psi=psi)
     clock.lap("propagation")
     return BlurEstimate(blur, edges, pattern, depth, sparse)
 
 
 def _estimate_dense(image, model, edges, ys, xs, psi, tile, progress, clock) -> BlurEstimate:
-    h, w = edges.shape
     if progress is not None:
         progress.total = len(ys)
         progress.refresh()
@@ -201,16 +211,7 @@ def _estimate_dense(image, model, edges, ys, xs, psi, tile, progress, clock) -> 
     clock.lap(None)
     clock.add("enet", split.get("enet", 0.0))
     clock.add("bnet", split.get("bnet", 0.0))
-    is_depth = p_edge.argmax(axis=1) == DEPTH
-    depth = np.zeros((h, w), dtype=bool)
-    depth[ys[is_depth], xs[is_depth]] = True
-    pattern = np.zeros((h, w), dtype=bool)
-    pattern[ys[bi], xs[bi]] = True
-    sparse = np.zeros((h, w), dtype=np.float32)
-    sparse[ys[bi], xs[bi]] = BLUR_RADII[p_blur.argmax(axis=1)]
-    blur = propagate(image, sparse, pattern, depth, psi=psi)
-    clock.lap("propagation")
-    return BlurEstimate(blur, edges, pattern, depth, sparse)
+    return _propagate_edges(image, edges, ys, xs, p_edge.argmax(axis=1) == DEPTH, bi, p_blur.argmax(axis=1), psi, clock)
 
 
 class _Clock:

@@ -123,6 +123,19 @@ def f1_of(model: keras.Model) -> keras.Model:
     return model.get_layer("f1_net")
 
 
+def find_layer(model: keras.Model, name: str):
+    """The layer called ``name`` in ``model`` or in any sub-model (KeyError if none)."""
+    for layer in model.layers:
+        if layer.name == name:
+            return layer
+        if isinstance(layer, keras.Model):
+            try:
+                return find_layer(layer, name)
+            except KeyError:
+                pass
+    raise KeyError(name)
+
+
 def conv_layers(model: keras.Model, prefix: str) -> list[layers.Conv2D]:
     """Conv layers of ``model`` (searched recursively) whose names start with ``prefix``,
     in network order."""

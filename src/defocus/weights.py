@@ -62,18 +62,6 @@ def _published_plan(net: str) -> list[str]:
     return order + convs("e", 4) + dense("e")
 
 
-def _find_layer(model, name):
-    for layer in model.layers:
-        if layer.name == name:
-            return layer
-        if hasattr(layer, "layers"):
-            try:
-                return _find_layer(layer, name)
-            except KeyError:
-                pass
-    raise KeyError(name)
-
-
 def _load_mat(path: Path) -> np.ndarray:
     from scipy.io import loadmat
 
@@ -89,7 +77,7 @@ def _assign_published(model, folder: Path, net: str) -> None:
     names = _published_plan(net)
     i = 0
     for name in names:
-        layer = _find_layer(model, name)
+        layer = nets.find_layer(model, name)
         kernel = _load_mat(folder / net / f"{i}.mat")
         i += 1
         values = [kernel]
