@@ -185,11 +185,40 @@ def _add_bench(sub) -> None:
     p.set_defaults(func=cmd_bench)
 
 
+def cmd_profile(args) -> int:
+    from .params import apply_profile
+
+    path = args.profile if args.profile.suffix else Path("profiles") / f"{args.profile}.yaml"
+    if not path.is_file():
+        _error(f"{path}: no such profile (profiles/: {', '.join(sorted(p.stem for p in Path('profiles').glob('*.yaml')))})")
+        return 2
+    try:
+        changed = apply_profile(path, args.params)
+    except (KeyError, ValueError, OSError) as e:
+        _error(f"{path}: {e}")
+        return 2
+    print(f"{args.params}: set {', '.join(changed)} from {path}")
+    return 0
+
+
+def _add_profile(sub) -> None:
+    p = sub.add_parser(
+        "profile",
+        help="write a size profile (tiny, paper, or a YAML file) into params.yaml",
+        description="Writes the values of profiles/NAME.yaml (or a YAML file with params.yaml's sections) into "
+        "params.yaml, keeping its comments. `git checkout params.yaml` returns to the default profile.",
+    )
+    p.add_argument("profile", type=Path, help="tiny, paper, or a path to a .yaml file")
+    p.add_argument("--params", type=Path, default=Path("params.yaml"), help="the file to edit (params.yaml)")
+    p.set_defaults(func=cmd_profile)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Defocus blur estimation (Karaali, Harte & Jung, TIP 2022).")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_estimate(sub)
     _add_bench(sub)
+    _add_profile(sub)
     return parser
 
 

@@ -59,3 +59,45 @@ def iter_patch_batches(
     padded = pad_image(np.asarray(image, dtype=np.float32))
     for start in range(0, len(ys), batch_size):
         yield extract_patches(padded, ys[start : start + batch_size], xs[start : start + batch_size])
+
+
+#: Half-size of the window that holds a 41 x 41 patch rotated by any angle
+#: (ceil(20 * sqrt(2)) = 29): edge pixels closer than this to the border are not
+#: sampled for training.
+ROT_MARGIN = 29
+
+
+def extract_rotated(image: np.ndarray, ys: np.ndarray, xs: np.ndarray, angles: np.ndarray) -> np.ndarray:
+    """41 x 41 patches centred on (ys, xs), each rotated about its centre by its angle.
+
+    Parameters
+    ----------
+    image : ndarray, (H, W, C), uint8 or float
+        The image itself (not padded): every centre must lie at least
+        :data:`ROT_MARGIN` px inside it.
+    ys, xs : int arrays, (N,)
+    angles : int or float array, (N,)
+        Degrees, counter-clockwise as displayed (OpenCV's convention). Multiples
+        of 90 are exact (pixel permutations); other angles use bilinear
+        interpolation over a 59 x 59 window, so no pixel of the result is padding.
+
+    Returns
+    -------
+    patches : ndarray, (N, 41, 41, C), dtype of ``image``
+    """
+    ys, xs, angles = (np.asarray(a) for a in (ys, xs, angles))
+    h, w = image.shape[:2]
+    m = ROT_MARGIN
+    if len(ys) and (ys.min() < m or xs.min() < m or ys.max() >= h - m or xs.max() >= w - m):
+        raise ValueError(f"patch centres must lie at least {m} px inside the {w}x{h} image")
+    out = extract_patches(image, ys - PAD, xs - PAD)
+    quarter = np.mod(angles, 90) == 0
+    for i in np.flatnonzero(quarter & (np.mod(angles, 360) != 0)):
+        out[i] = np.rot90(out[i], k=int(angles[i] // 90) % 4)
+    for i in np.flatnonzero(~quarter):
+        y, x = int(ys[i]), int(xs[i])
+        window = image[y - m : y + m + 1, x - m : x + m + 1]
+        rot = cv2.getRotationMatrix2D((float(m), float(m)), float(angles[i]), 1.0)
+        rot[:, 2] -= m - PAD
+        out[i] = cv2.warpAffine(window, rot, (PATCH, PATCH), flags=cv2.INTER_LINEAR).reshape(out[i].shape)
+    return out
