@@ -62,10 +62,13 @@ def tiny_repo(tmp_path_factory):
     apply_profile(REPO / "profiles" / "tiny.yaml", repo / "params.yaml")
     apply_profile({"download": {"mirror": str(mirror)}}, repo / "params.yaml")
     _run(["git", "init", "-q"], repo)
+    _run(["git", "add", "-A"], repo)
+    _run(["git", "-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-qm", "tiny"], repo)
     return repo
 
 
 DATA_STAGES = ["download", "synth_bnet", "synth_enet", "patches_bnet", "patches_enet"]
+TRAIN_STAGES = ["train_bnet", "train_enet"]
 
 
 def test_repro_tiny_profile(tiny_repo):
@@ -99,6 +102,21 @@ def test_repro_tiny_profile(tiny_repo):
     # one E-NET parameter re-runs only the E-NET patch stage
     apply_profile({"patches": {"depth_band": 3}}, tiny_repo / "params.yaml")
     assert _ran(_run(["dvc", "repro", *DATA_STAGES], tiny_repo)) == ["patches_enet"]
+
+    # training: learning curves and metrics for both networks, a loadable model
+    out = _run(["dvc", "repro", "train_enet"], tiny_repo, timeout=900)
+    assert _ran(out) == ["patches_enet", "train_bnet", "train_enet"] or _ran(out) == TRAIN_STAGES
+    shown = _run(["dvc", "metrics", "show"], tiny_repo)
+    for net in ("bnet", "enet"):
+        assert f"reports/train/{net}/metrics.json" in shown
+        tsv = (tiny_repo / f"reports/train/{net}/plots/metrics/val_accuracy.tsv").read_text().splitlines()
+        assert len(tsv) == 1 + {"bnet": 2, "enet": 1}[net]  # header + one row per epoch
+    assert "val_tolerance_accuracy" in (tiny_repo / "reports/train/bnet/metrics.json").read_text()
+    from defocus.weights import load_model
+
+    model = load_model(tiny_repo / "data/models/pipeline")
+    assert model.meta["data"]["bnet"]["patches"]["train"] > 0
+    assert _ran(_run(["dvc", "repro", "train_enet"], tiny_repo)) == []
 
     # forced re-run: byte-identical outputs
     before = _out_hashes(tiny_repo)

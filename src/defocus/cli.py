@@ -186,6 +186,8 @@ def _add_bench(sub) -> None:
 
 
 def cmd_profile(args) -> int:
+    import yaml
+
     from .params import apply_profile
 
     path = args.profile if args.profile.suffix else Path("profiles") / f"{args.profile}.yaml"
@@ -194,7 +196,7 @@ def cmd_profile(args) -> int:
         return 2
     try:
         changed = apply_profile(path, args.params)
-    except (KeyError, ValueError, OSError) as e:
+    except (KeyError, ValueError, OSError, yaml.YAMLError) as e:
         _error(f"{path}: {e}")
         return 2
     print(f"{args.params}: set {', '.join(changed)} from {path}")

@@ -124,6 +124,9 @@ def fetch(url: str, dest: str | Path, sha256: str | None = None, progress: bool 
                 while block := resp.read(1 << 16):
                     f.write(block)
                     bar.update(len(block))
+        if total is not None and part.stat().st_size < total:
+            raise DownloadError(f"{url}: connection closed after {part.stat().st_size} of {total} bytes "
+                                f"(partial download kept in {part}; re-run to resume)")
     except urllib.error.HTTPError as e:
         if e.code == 416 and part.exists():  # range past the end: the part file is already complete
             pass
@@ -205,7 +208,7 @@ def resolve(ds: Dataset, mirror: Path | None, downloads: Path, url: str | None, 
         root = downloads / ds.name
         try:
             for u, s in ((url, sha256), *ds.extra_urls):
-                archive = fetch(u, downloads / Path(u.split("?")[0]).name, s, progress=progress)
+                archive = fetch(u, downloads / f"{ds.name}-{Path(u.split('?')[0]).name}", s, progress=progress)
                 unpack(archive, root)
         except DownloadError as e:
             print(f"download: {ds.name}: {e}", file=sys.stderr)

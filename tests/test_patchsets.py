@@ -1,0 +1,278 @@
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from defocus.patches import PATCH, ROT_MARGIN, extract_patches, extract_rotated
+from defocus.patchsets import (
+    SPLITS,
+    Cell,
+    allocate,
+    inner,
+    iter_batches,
+    open_split,
+    split_ids,
+    water_fill,
+    write_patch_set,
+)
+
+
+# ---------------------------------------------------------------- water_fill
+def test_water_fill_hand_computed():
+    assert water_fill([1, 5, 10], 9).tolist() == [1, 4, 4]
+    assert water_fill([3, 3, 3], 7).tolist() == [3, 2, 2]  # the rest goes to the first cells
+    assert water_fill([0, 2, 8, 1], 6).tolist() == [0, 2, 3, 1]
+    assert water_fill([0, 2, 8, 1], 7).tolist() == [0, 2, 4, 1]
+    assert water_fill([4, 6], 100).tolist() == [4, 6]  # more than fits: every cap
+    assert water_fill([4, 6], 0).tolist() == [0, 0]
+    assert water_fill([4, 6], -3).tolist() == [0, 0]
+    assert water_fill([], 5).tolist() == []
+
+
+def test_water_fill_properties():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        caps = rng.integers(0, 30, size=rng.integers(1, 12))
+        total = int(rng.integers(0, 300))
+        a = water_fill(caps, total)
+        assert a.dtype == np.int64 and a.shape == caps.shape
+        assert a.sum() == min(total, caps.sum())
+        assert (a >= 0).all() and (a <= caps).all()
+        open_ = a < caps
+        if open_.sum() > 1:
+            assert a[open_].max() - a[open_].min() <= 1
+        if open_.any():  # a saturated cell holds at most one more than any unsaturated one
+            assert (a[~open_] <= a[open_].min() + 1).all()
+
+
+# ---------------------------------------------------------------- split_ids
+def test_split_ids():
+    ids = [f"coco/{i:04d}" for i in range(50)] + [f"salient/{i}" for i in range(30)]
+    s = split_ids(ids, 0.2, seed=3)
+    assert set(s) == set(ids)
+    assert set(s.values()) <= set(SPLITS)
+    val = {i for i, v in s.items() if v == "val"}
+    assert len(val) == 16  # round(0.2 * 80)
+    assert split_ids(ids, 0.2, seed=3) == s
+    shuffled = list(np.random.default_rng(1).permutation(ids)) + ids[:5]  # order and duplicates do not matter
+    assert split_ids(shuffled, 0.2, seed=3) == s
+    other = split_ids(ids, 0.2, seed=4)
+    assert {i for i, v in other.items() if v == "val"} != val
+    assert len([v for v in split_ids(ids, 0.5, 0).values() if v == "val"]) == 40
+    assert set(split_ids(ids, 0.0, 0).values()) == {"train"}
+    # at least one of each once there are two ids and a positive fraction
+    assert sorted(split_ids(["a", "b"], 0.01, 0).values()) == ["train", "val"]
+    assert sorted(split_ids(["a", "b", "c"], 0.9, 0).values()) == ["train", "val", "val"]
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError):
+            split_ids(ids, bad, 0)
+
+
+# ---------------------------------------------------------------- allocate
+def _cells(spec):
+    """spec: (split, label, count) per cell."""
+    return [Cell(entry=i, split=sp, label=lab, count=n) for i, (sp, lab, n) in enumerate(spec)]
+
+
+def _taken(cells, split, label):
+    return sum(c.take for c in cells if c.split == split and c.label == label)
+
+
+def test_allocate_balances_labels():
+    cells = _cells([("train", 0, 30), ("train", 0, 25), ("train", 1, 5), ("train", 1, 100), ("train", 2, 41),
+                    ("val", 0, 50), ("val", 1, 3), ("val", 1, 4), ("val", 2, 9), ("val", 2, 9)])
+    plan = allocate(cells, per_label=100, per_position=2, val_fraction=0.2)  # 50 positions: 40 train, 10 val
+    assert plan == {"train": {0: 40, 1: 40, 2: 40}, "val": {0: 7, 1: 7, 2: 7}}  # val: label 1 has only 7
+    for split in SPLITS:
+        for lab in (0, 1, 2):
+            assert _taken(cells, split, lab) == plan[split][lab]
+    assert all(0 <= c.take <= c.count for c in cells)
+    assert [c.take for c in cells] == [20, 20, 5, 35, 40, 7, 3, 4, 4, 3]
+
+
+def test_allocate_cuts_every_label_to_the_shortest():
+    cells = _cells([("train", 0, 500), ("train", 1, 6), ("train", 1, 5), ("val", 0, 500), ("val", 1, 500)])
+    plan = allocate(cells, per_label=45, per_position=3, val_fraction=0.4)  # 15 positions: 9 train, 6 val
+    assert plan == {"train": {0: 9, 1: 9}, "val": {0: 6, 1: 6}}
+    assert [c.take for c in cells] == [9, 5, 4, 6, 6]
+    cells = _cells([("train", 0, 500), ("train", 1, 2), ("train", 1, 1), ("val", 0, 10)])
+    plan = allocate(cells, per_label=40, per_position=2, val_fraction=0.5)
+    assert plan == {"train": {0: 3, 1: 3}, "val": {0: 0, 1: 0}}  # label 1 has no val image at all
+    assert [c.take for c in cells] == [3, 2, 1, 0]
+
+
+# ---------------------------------------------------------------- extract_rotated
+@pytest.fixture(scope="module")
+def photo():
+    return np.random.default_rng(5).integers(0, 256, (90, 100, 3), dtype=np.uint8)
+
+
+def test_extract_rotated_quarter_turns(photo):
+    ys, xs = np.array([29, 45, 60, 40]), np.array([29, 50, 70, 33])
+    zero = extract_rotated(photo, ys, xs, np.zeros(4, int))
+    assert zero.shape == (4, PATCH, PATCH, 3) and zero.dtype == np.uint8
+    np.testing.assert_array_equal(zero, extract_patches(photo, ys - 20, xs - 20))
+    for k in range(4):
+        np.testing.assert_array_equal(zero[k], photo[ys[k] - 20 : ys[k] + 21, xs[k] - 20 : xs[k] + 21])
+    for angle, turns in ((90, 1), (180, 2), (-90, 3), (270, 3), (360, 0), (-180, 2)):
+        rot = extract_rotated(photo, ys, xs, np.full(4, angle))
+        for k in range(4):
+            np.testing.assert_array_equal(rot[k], np.rot90(zero[k], turns))
+    half = extract_rotated(photo, ys, xs, np.full(4, 180))
+    np.testing.assert_array_equal(half, zero[:, ::-1, ::-1])
+    # angles mixed in one call
+    mixed = extract_rotated(photo, ys, xs, np.array([0, 90, 180, 270]))
+    for k in range(4):
+        np.testing.assert_array_equal(mixed[k], np.rot90(zero[k], k))
+
+
+def test_extract_rotated_other_angles(photo):
+    ys, xs = np.array([30, 44, 60]), np.array([60, 50, 70])
+    for angle in (60, -30, 135, 17.5):
+        rot = extract_rotated(photo, ys, xs, np.full(3, angle))
+        assert rot.shape == (3, PATCH, PATCH, 3) and rot.dtype == np.uint8
+        for k in range(3):
+            diff = np.abs(rot[k, 20, 20].astype(int) - photo[ys[k], xs[k]].astype(int))
+            assert diff.max() <= 1
+
+
+def test_extract_rotated_samples_the_rotated_grid():
+    # on a linear image bilinear interpolation is exact, so the rotated patch is known in closed form;
+    # counter-clockwise as displayed, the same sense as the exact quarter turns (np.rot90)
+    yy, xx = np.mgrid[0:100, 0:110].astype(np.float64)
+    f = lambda y, x: np.stack([0.01 * y + 0.02 * x + 0.1, 0.03 * y - 0.01 * x + 2.0], axis=-1)  # noqa: E731
+    img = f(yy, xx).astype(np.float32)
+    d = np.arange(PATCH) - 20.0
+    di, dj = d[:, None], d[None, :]
+    for angle in (90, 60, -30, 135, 200):
+        t = math.radians(angle)
+        expect = f(50 + di * math.cos(t) + dj * math.sin(t), 55 - di * math.sin(t) + dj * math.cos(t))
+        got = extract_rotated(img, np.array([50]), np.array([55]), np.array([angle]))[0]
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, expect, atol=2e-3)  # OpenCV quantises positions to 1/32 px
+
+
+def test_extract_rotated_rejects_centres_near_the_border(photo):
+    h, w = photo.shape[:2]
+    m = ROT_MARGIN
+    extract_rotated(photo, np.array([m, h - m - 1]), np.array([m, w - m - 1]), np.array([30, 30]))
+    for y, x in ((m - 1, 50), (50, m - 1), (h - m, 50), (50, w - m)):
+        with pytest.raises(ValueError, match="inside"):
+            extract_rotated(photo, np.array([50, y]), np.array([50, x]), np.array([0, 0]))
+    assert extract_rotated(photo, np.array([], int), np.array([], int), np.array([], int)).shape == (0, 41, 41, 3)
+
+
+# ---------------------------------------------------------------- write_patch_set
+ORIENTATIONS = (0, -90, -30, 60, 135, 180)
+
+
+@pytest.fixture(scope="module")
+def source():
+    rng = np.random.default_rng(9)
+    images, masks = [], []
+    for shape in ((80, 90), (84, 88), (96, 72), (72, 100)):
+        images.append(rng.integers(0, 256, (*shape, 3), dtype=np.uint8))
+        masks.append(inner(rng.random(shape) < 0.08))
+    load = lambda e: (images[e], masks[e])  # noqa: E731
+    return images, masks, load
+
+
+def _plan(masks):
+    spec = [("train", 0), ("train", 1), ("val", 0), ("val", 1)]
+    cells = [Cell(entry=e, split=sp, label=lab, count=int(masks[e].sum())) for e, (sp, lab) in enumerate(spec)]
+    plan = allocate(cells, per_label=30, per_position=2, val_fraction=0.4)
+    return cells, plan
+
+
+def test_inner_clears_the_rotation_margin():
+    m = inner(np.ones((70, 80), np.uint8))
+    assert m.dtype == bool
+    assert m.sum() == (70 - 2 * ROT_MARGIN) * (80 - 2 * ROT_MARGIN)
+    assert m[ROT_MARGIN, ROT_MARGIN] and not m[ROT_MARGIN - 1, 40] and not m[35, 80 - ROT_MARGIN]
+
+
+def test_write_patch_set(tmp_path, source):
+    images, masks, load = source
+    cells, plan = _plan(masks)
+    assert plan == {"train": {0: 9, 1: 9}, "val": {0: 6, 1: 6}}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "stale.npy").write_bytes(b"old")  # an existing folder is replaced
+    sizes = write_patch_set(tmp_path / "a", cells, load, ORIENTATIONS, 2, seed=1, progress=False)
+    assert sizes == {"train": 36, "val": 24}
+    write_patch_set(tmp_path / "b", cells, load, ORIENTATIONS, 2, seed=1, progress=False)
+    names = sorted(f"{s}_{k}.npy" for s in SPLITS for k in ("x", "y", "meta"))
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == names
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]  # no .tmp folder left
+    for name in names:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    label_of = {c.entry: (c.split, c.label) for c in cells}
+    for split in SPLITS:
+        x = np.load(tmp_path / "a" / f"{split}_x.npy")
+        y = np.load(tmp_path / "a" / f"{split}_y.npy")
+        meta = np.load(tmp_path / "a" / f"{split}_meta.npy")
+        n = sizes[split]
+        assert x.shape == (n, PATCH, PATCH, 3) and x.dtype == np.uint8
+        assert y.shape == (n,) and y.dtype == np.uint8
+        assert meta.shape == (n, 4) and meta.dtype == np.int32
+        assert Counter(y.tolist()) == {lab: 2 * k for lab, k in plan[split].items()}
+        positions = Counter()
+        for row in range(n):
+            entry, yy, xx, angle = meta[row]
+            assert label_of[entry] == (split, y[row])
+            assert masks[entry][yy, xx]
+            assert angle in ORIENTATIONS
+            np.testing.assert_array_equal(x[row], extract_rotated(images[entry], [yy], [xx], [angle])[0])
+            positions[(entry, yy, xx)] += 1
+        assert set(positions.values()) == {2}  # each sampled position twice ...
+        assert len({tuple(r) for r in meta.tolist()}) == n  # ... with two different orientations
+        for c in cells:
+            if c.split == split:
+                assert sum(1 for p in positions if p[0] == c.entry) == c.take
+        # stored in shuffled order, not entry by entry
+        assert (np.diff(meta[:, 0]) != 0).sum() > 2
+    other = write_patch_set(tmp_path / "c", cells, load, ORIENTATIONS, 2, seed=2, progress=False)
+    assert other == sizes
+    assert (tmp_path / "c" / "train_x.npy").read_bytes() != (tmp_path / "a" / "train_x.npy").read_bytes()
+
+
+def test_write_patch_set_every_orientation(tmp_path, source):
+    images, masks, load = source
+    cells = [Cell(entry=2, split="train", label=3, count=int(masks[2].sum()), take=4)]
+    sizes = write_patch_set(tmp_path / "s", cells, load, ORIENTATIONS, len(ORIENTATIONS), seed=0, progress=False)
+    assert sizes == {"train": 24, "val": 0}
+    meta = np.load(tmp_path / "s" / "train_meta.npy")
+    for pos in {tuple(r[:3]) for r in meta.tolist()}:
+        assert sorted(r[3] for r in meta.tolist() if tuple(r[:3]) == pos) == sorted(ORIENTATIONS)
+    x, y = open_split(tmp_path / "s", "val")
+    assert x.shape == (0, PATCH, PATCH, 3) and y.shape == (0,)
+    assert list(iter_batches(x, y, 4)) == []
+
+
+def test_open_split_and_iter_batches(tmp_path, source):
+    images, masks, load = source
+    cells, _ = _plan(masks)
+    write_patch_set(tmp_path / "p", cells, load, ORIENTATIONS, 2, seed=1, progress=False)
+    x, y = open_split(tmp_path / "p", "train")
+    assert isinstance(x, np.memmap) and not x.flags.writeable
+    rows = Counter(a.tobytes() + bytes([b]) for a, b in zip(np.asarray(x), np.asarray(y)))
+    for seed, block, batch in ((None, 4096, 5), (None, 7, 5), (3, 7, 5), (3, 10, 4), (0, 36, 36)):
+        got, sizes = Counter(), []
+        for xb, yb in iter_batches(x, y, batch, seed=seed, block=block):
+            assert len(xb) == len(yb) and 1 <= len(yb) <= batch
+            assert xb.dtype == np.uint8 and xb.shape[1:] == (PATCH, PATCH, 3)
+            sizes.append(len(yb))
+            got.update(a.tobytes() + bytes([b]) for a, b in zip(xb, yb))
+        assert got == rows
+    # without a seed, the file order; with one, shuffled but reproducible
+    np.testing.assert_array_equal(np.concatenate([b for _, b in iter_batches(x, y, 5)]), y)
+    ids = np.arange(1000)
+    plain = np.concatenate([b for _, b in iter_batches(ids, ids, 64, block=100)])
+    np.testing.assert_array_equal(plain, ids)
+    a = np.concatenate([b for _, b in iter_batches(ids, ids, 64, seed=5, block=100)])
+    b = np.concatenate([b for _, b in iter_batches(ids, ids, 64, seed=5, block=100)])
+    np.testing.assert_array_equal(a, b)
+    assert sorted(a.tolist()) == ids.tolist() and not np.array_equal(a, ids)
+    np.save(tmp_path / "p" / "val_y.npy", np.zeros(3, np.uint8))
+    with pytest.raises(ValueError, match="differ in length"):
+        open_split(tmp_path / "p", "val")
