@@ -5,8 +5,8 @@ import sys
 from pathlib import Path
 
 from defocus.datasets import gather
+from defocus.images import save_json
 from defocus.params import load_params
-from defocus.patchsets import write_json
 
 OUT, DOWNLOADS, SUMMARY = Path("data/raw"), Path("data/downloads"), Path("reports/data/download.json")
 
@@ -16,10 +16,10 @@ def main() -> int:
     tmp = OUT.with_name(".raw.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     manifest = gather(params, tmp, DOWNLOADS, progress=sys.stderr.isatty())
-    write_json(tmp / "manifest.json", manifest)
+    save_json(tmp / "manifest.json", manifest)
     shutil.rmtree(OUT, ignore_errors=True)
     tmp.rename(OUT)
-    write_json(SUMMARY, {
+    save_json(SUMMARY, {
         name: {"status": d["status"], "comparable": d["comparable"], "files": len(d["files"]),
                "heldout": len(d["heldout"]), "skipped": len(d["skipped"])}
         for name, d in manifest.items()

@@ -12,10 +12,10 @@ import numpy as np
 from tqdm import tqdm
 
 from defocus.edges import detect_edges
-from defocus.images import load_image, load_mask, to_uint8
+from defocus.images import load_image, load_mask, save_json, to_uint8
 from defocus.levels import BLUR_RADII, DEPTH, PATTERN
 from defocus.params import load_params
-from defocus.patchsets import Cell, allocate, inner, write_json, write_patch_set
+from defocus.patchsets import Cell, allocate, inner, write_patch_set
 
 
 def main(net: str) -> int:
@@ -55,7 +55,7 @@ def main(net: str) -> int:
     summary = {"patches": sizes, "per_class": per_class, "classes": len(labels), "orientations_per_position": k,
                "candidates_min": min(candidates.values()), "candidates_max": max(candidates.values()),
                "source_images": len(cells), "megabytes": round(size / 2**20, 1)}
-    write_json(summary_path, summary)
+    save_json(summary_path, summary)
     print(f"patches_{net}: edge pixels per class: " + ", ".join(f"{n} {v}" for n, v in candidates.items()))
     for s in ("train", "val"):
         print(f"patches_{net}: {s}: {sizes[s]} patches, {per_class[s]} per class ({len(labels)} classes)")

@@ -8,10 +8,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from defocus.datasets import sharp_pool
-from defocus.images import ImageError, load_image, save_png, to_uint8
+from defocus.images import load_image, save_json, save_png, to_uint8
 from defocus.levels import BLUR_RADII
 from defocus.params import load_params
-from defocus.patchsets import split_ids, write_json
+from defocus.patchsets import split_ids
 from defocus.synthesis import disk_blur
 
 RAW, OUT, SUMMARY = Path("data/raw"), Path("data/synth/bnet"), Path("reports/data/synth_bnet.json")
@@ -20,15 +20,7 @@ RAW, OUT, SUMMARY = Path("data/raw"), Path("data/synth/bnet"), Path("reports/dat
 def main() -> int:
     params = load_params()
     manifest = json.loads((RAW / "manifest.json").read_text())
-    pool, skipped = [], []
-    for sid, path in sharp_pool(RAW, manifest):
-        if len(pool) == params["synth_bnet"]["images"]:
-            break
-        try:
-            load_image(path)
-            pool.append((sid, path))
-        except ImageError as e:
-            skipped.append(str(e))
+    pool = sharp_pool(RAW, manifest)[: params["synth_bnet"]["images"]]  # all readable (download checked them)
     split = split_ids([i for i, _ in pool], params["split"]["val_fraction"], params["seed"])
     tmp = OUT.with_name(".bnet.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -40,15 +32,13 @@ def main() -> int:
             name = f"{sid.replace('/', '_')}_l{level:02d}.png"
             save_png(tmp / name, to_uint8(disk_blur(sharp, radius)))
             index.append({"file": name, "source": sid, "split": split[sid], "label": level, "radius": float(radius)})
-    if skipped:
-        print("synth_bnet: skipped unreadable images:\n  " + "\n  ".join(skipped), file=sys.stderr)
-    write_json(tmp / "index.json", {"entries": index})
+    save_json(tmp / "index.json", {"entries": index})
     shutil.rmtree(OUT, ignore_errors=True)
     tmp.rename(OUT)
     n_split = {s: len({e["source"] for e in index if e["split"] == s}) for s in ("train", "val")}
     size = sum(f.stat().st_size for f in OUT.iterdir())
-    write_json(SUMMARY, {"sources": used, "sources_per_split": n_split, "images": len(index),
-                         "levels": len(BLUR_RADII), "megabytes": round(size / 2**20, 1), "skipped": len(skipped)})
+    save_json(SUMMARY, {"sources": used, "sources_per_split": n_split, "images": len(index),
+                         "levels": len(BLUR_RADII), "megabytes": round(size / 2**20, 1)})
     print(f"synth_bnet: {used} photos ({n_split['train']} train, {n_split['val']} val) x {len(BLUR_RADII)} radii "
           f"= {len(index)} images, {size / 2**20:.0f} MB")
     return 0

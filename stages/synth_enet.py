@@ -11,37 +11,22 @@ import numpy as np
 from tqdm import tqdm
 
 from defocus.datasets import salient_pool, sharp_pool
-from defocus.images import ImageError, load_image, load_mask, save_png, to_uint8
+from defocus.images import load_image, load_mask, save_json, save_png, to_uint8
 from defocus.levels import BLUR_RADII
 from defocus.params import load_params
-from defocus.patchsets import split_ids, write_json
+from defocus.patchsets import split_ids
 from defocus.synthesis import boundary, composite, disk_blur, fit_background, ramp_map, step_map, varying_blur
 
 RAW, OUT, SUMMARY = Path("data/raw"), Path("data/synth/enet"), Path("reports/data/synth_enet.json")
-
-
-def readable(items, n, skipped):
-    """The first n items whose files all load."""
-    out = []
-    for item in items:
-        if len(out) == n:
-            break
-        try:
-            for p in item[1:]:
-                load_image(p)
-            out.append(item)
-        except ImageError as e:
-            skipped.append(str(e))
-    return out
 
 
 def main() -> int:
     params = load_params()
     p, seed, frac = params["synth_enet"], params["seed"], params["split"]["val_fraction"]
     manifest = json.loads((RAW / "manifest.json").read_text())
-    skipped: list[str] = []
-    objects = readable(salient_pool(RAW, manifest), p["objects"], skipped)
-    sharp = readable(sharp_pool(RAW, manifest), max(p["pattern_images"], 2), skipped)
+    # the download stage copied only readable files
+    objects = salient_pool(RAW, manifest)[: p["objects"]]
+    sharp = sharp_pool(RAW, manifest)[: max(p["pattern_images"], 2)]
     obj_split = split_ids([o[0] for o in objects], frac, seed)
     sharp_split = split_ids([s[0] for s in sharp], frac, seed)
     tmp = OUT.with_name(".enet.tmp")
@@ -87,17 +72,15 @@ def main() -> int:
             name = f"{sid.replace('/', '_')}_{kind}.png"
             save_png(tmp / name, to_uint8(blurred))
             index.append({"file": name, "kind": "pattern", "variant": kind, "source": sid, "split": sharp_split[sid]})
-    if skipped:
-        print("synth_enet: skipped unreadable images:\n  " + "\n  ".join(skipped), file=sys.stderr)
-    write_json(tmp / "index.json", {"entries": index})
+    save_json(tmp / "index.json", {"entries": index})
     shutil.rmtree(OUT, ignore_errors=True)
     tmp.rename(OUT)
     count = lambda kind, split: sum(e["kind"] == kind and e["split"] == split for e in index)  # noqa: E731
     size = sum(f.stat().st_size for f in OUT.iterdir())
     summary = {"objects": len(objects), "composites": {s: count("depth", s) for s in ("train", "val")},
                "pattern_images": {s: count("pattern", s) for s in ("train", "val")},
-               "megabytes": round(size / 2**20, 1), "skipped": len(skipped)}
-    write_json(SUMMARY, summary)
+               "megabytes": round(size / 2**20, 1)}
+    save_json(SUMMARY, summary)
     print(f"synth_enet: {len(objects)} objects x {len(pairs)} radius pairs -> {summary['composites']} composites; "
           f"{summary['pattern_images']} pattern images; {size / 2**20:.0f} MB")
     return 0

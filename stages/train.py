@@ -13,8 +13,8 @@ import numpy as np
 from defocus._tf import keras, tf
 from defocus import nets
 from defocus.params import load_params
-from defocus.patchsets import write_json
 from defocus.train import compile_net, fit, freeze_f1_from, strategy
+from defocus.images import save_json
 from defocus.weights import save_model
 
 MODELS = Path("data/models")
@@ -57,7 +57,7 @@ def main(net: str) -> int:
             "data": {n: {"patches": d["patches"], "per_class": d["per_class"]} for n, d in data.items()},
             "validation": {"bnet": bnet_summary, "enet": summary},
         })
-    write_json(Path(f"reports/train/{net}_summary.json"), summary)
+    save_json(Path(f"reports/train/{net}_summary.json"), summary)
     print(f"train_{net}: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
     return 0
 

@@ -105,7 +105,7 @@ def test_repro_tiny_profile(tiny_repo):
 
     # training: learning curves and metrics for both networks, a loadable model
     out = _run(["dvc", "repro", "train_enet"], tiny_repo, timeout=900)
-    assert _ran(out) == ["patches_enet", "train_bnet", "train_enet"] or _ran(out) == TRAIN_STAGES
+    assert _ran(out) == TRAIN_STAGES
     shown = _run(["dvc", "metrics", "show"], tiny_repo)
     for net in ("bnet", "enet"):
         assert f"reports/train/{net}/metrics.json" in shown

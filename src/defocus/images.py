@@ -122,6 +122,16 @@ def save_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
     atomic_write(path, write)
 
 
+def save_json(path: str | os.PathLike, data: dict) -> None:
+    """Write a JSON file atomically, with sorted keys (stable bytes)."""
+    import json
+
+    def write(tmp):
+        Path(tmp).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+    atomic_write(path, write)
+
+
 def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     """Write a .npy file atomically."""
 

@@ -15,7 +15,6 @@ Arrays are written through ``numpy.lib.format.open_memmap`` and read with
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -155,6 +154,7 @@ def write_patch_set(
         )
         slots[split] = [np.random.default_rng([seed, 11, SPLITS.index(split)]).permutation(n), 0]
     todo = [c for c in cells if c.take > 0]
+    x = y = meta = None
     for cell in tqdm(todo, desc=out.name, unit="img", disable=not progress):
         image, candidates = load(cell.entry)
         rng = np.random.default_rng([seed, 13, cell.entry])
@@ -170,7 +170,7 @@ def write_patch_set(
     for split in SPLITS:
         for a in arrays[split]:
             a.flush()
-        del a
+    del x, y, meta
     arrays.clear()
     if out.exists():
         shutil.rmtree(out)
@@ -208,16 +208,6 @@ def iter_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int | None
             xb, yb = xb[p], yb[p]
         for b in range(0, len(yb), batch_size):
             yield xb[b : b + batch_size], yb[b : b + batch_size]
-
-
-def write_json(path: str | Path, data: dict) -> None:
-    """Write a JSON summary atomically, with sorted keys (stable bytes)."""
-    from .images import atomic_write
-
-    def write(tmp):
-        Path(tmp).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-    atomic_write(path, write)
 
 
 def allocate(cells: list[Cell], per_label: int, per_position: int, val_fraction: float) -> dict[str, dict[int, int]]:

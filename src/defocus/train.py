@@ -72,7 +72,7 @@ def patch_dataset(folder: Path, split: str, batch_size: int, seed: int | None) -
 class LiveLogger(keras.callbacks.Callback):
     """Logs each epoch's metrics and learning rate with dvclive, step = epoch."""
 
-    def __init__(self, live, prefix_time: float | None = None):
+    def __init__(self, live):
         super().__init__()
         self.live = live
         self.t0 = None
