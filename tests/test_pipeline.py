@@ -123,3 +123,50 @@ def test_repro_tiny_profile(tiny_repo):
     out = _run(["dvc", "repro", "--force", *DATA_STAGES], tiny_repo, timeout=600)
     assert sorted(_ran(out)) == sorted(DATA_STAGES)
     assert _out_hashes(tiny_repo) == before
+
+
+EVAL_STAGES = ["synth_test", "reference", "infer", "propagate", "baselines", "table1", "table2", "fig9", "gallery"]
+AFTER_PSI = ["propagate", "table1", "table2", "fig9", "gallery"]
+
+
+def test_evaluation_and_psi_experiment(tiny_repo):
+    out = _run(["dvc", "repro"], tiny_repo, timeout=1200)
+    assert sorted(_ran(out)) == sorted(set(EVAL_STAGES) | ({"train_bnet", "train_enet"} & set(_ran(out))))
+    reports = tiny_repo / "reports" / "eval"
+    for f in ("table1.md", "table2.md", "fig9.md", "figures.md", "figures/gallery.png",
+              "figures/enet_edges.png", "figures/fig9_pr.png"):
+        assert (reports / f).is_file(), f
+    t1 = json.loads((reports / "table1.json").read_text())
+    assert t1["scenes"] == 2  # tiny profile: at most 2 images per set
+    for key in ("ours", "published", "zhuo_sim", "no_enet", "psi0", "matting"):
+        row = t1["rtf"][key]
+        assert row["available"] and 0 < row["raw_mae"] < 6, (key, row)
+        assert 0 < row["relative_mae"] < 1, (key, row)
+    assert "quoted from the paper" in (reports / "table1.md").read_text()
+    t2 = json.loads((reports / "table2.json").read_text())
+    assert t2["rtf"] == {"available": False}  # no all-in-focus RTF images supplied
+    assert t2["synthetic"]["gt"]["psnr"] > t2["synthetic"]["blurry"]["psnr"]  # deblurring with the true map helps
+    f9 = json.loads((reports / "fig9.json").read_text())
+    for s in ("dbd", "synthetic"):
+        for key in ("ours", "zhuo_sim"):
+            assert 0.0 < f9[s][key]["best_accuracy"] <= 1.0
+    assert len((reports / "pr" / "dbd" / "ours.csv").read_text().splitlines()) == 1 + 21  # header + alphas
+    shown = _run(["dvc", "metrics", "show"], tiny_repo)
+    assert "reports/eval/table1.json" in shown and "rtf.ours.raw_mae" in shown
+
+    # `dvc exp run -S psi=0` re-runs only what depends on psi, and the MAE row follows
+    _run(["git", "add", "-A"], tiny_repo)
+    _run(["git", "-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-qm", "repro"], tiny_repo)
+    out = _run(["dvc", "exp", "run", "-S", "psi=0"], tiny_repo, timeout=600)
+    assert sorted(_ran(out)) == sorted(AFTER_PSI)
+    t1_psi0 = json.loads((reports / "table1.json").read_text())
+    assert t1_psi0["rtf"]["ours"]["raw_mae"] == t1_psi0["rtf"]["psi0"]["raw_mae"]
+    assert t1_psi0["rtf"]["psi0"] == t1["rtf"]["psi0"]  # the baselines were not re-run
+    assert "psi" in _run(["dvc", "exp", "show", "--no-pager"], tiny_repo)
+
+    # a missing dataset: the rows say unavailable, the stages still succeed
+    out = _run(["dvc", "exp", "run", "-S", "reference.path=''"], tiny_repo, timeout=600)
+    assert "reference" in _ran(out)
+    t1_none = json.loads((reports / "table1.json").read_text())
+    assert t1_none["rtf"]["published"] == {"available": False}
+    assert "unavailable" in (reports / "table1.md").read_text()

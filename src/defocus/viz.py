@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 
 from .images import atomic_write, to_uint8
@@ -50,3 +52,103 @@ def edge_overlay(image: np.ndarray, pattern: np.ndarray, depth: np.ndarray) -> n
     out[pattern] = (40, 90, 255)
     out[depth] = (255, 30, 30)
     return out
+
+
+def _figure(width: float, height: float, dpi: int = 100):
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=dpi)
+
+
+def _save(fig, path) -> None:
+    # fixed metadata: the same figure gives the same bytes
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", metadata={"Software": None}))
+
+
+def save_gallery(path, rows, vmax: float = BLUR_MAX, panel: float = 1.8) -> None:
+    """A grid like the paper's Fig. 7: per row an image, its ground truth and each
+    method's map, all on one colour scale (0..``vmax`` px) with one colour bar.
+
+    Parameters
+    ----------
+    path : path of the PNG (written atomically)
+    rows : list of (name, image (H, W, 3) in [0, 1], gt (H, W) px or None,
+        [(method label, map (H, W) px or None), ...]); every row has the same methods.
+    """
+    if not rows:
+        return
+    n_cols = 2 + len(rows[0][3])
+    fig = _figure(panel * n_cols + 0.8, panel * len(rows) + 0.6)
+    axes = fig.subplots(len(rows), n_cols, squeeze=False)
+    im = None
+    for r, (name, image, gt, maps) in enumerate(rows):
+        panels = [("image", image, False), ("ground truth", gt, True)] + [(lbl, m, True) for lbl, m in maps]
+        for c, (label, data, is_map) in enumerate(panels):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(textwrap.fill(label, 22), fontsize=6)
+            if c == 0:
+                ax.set_ylabel(name, fontsize=6)
+            if data is None:
+                ax.text(0.5, 0.5, "n/a", ha="center", va="center", fontsize=7, transform=ax.transAxes)
+                continue
+            if is_map:
+                im = ax.imshow(data, cmap="viridis", vmin=0.0, vmax=vmax, interpolation="nearest")
+            else:
+                ax.imshow(np.clip(data, 0, 1), interpolation="nearest")
+    if im is not None:
+        bar = fig.colorbar(im, ax=axes, fraction=0.02, pad=0.01)
+        bar.set_label("disk radius (px)", fontsize=7)
+    _save(fig, path)
+
+
+def save_edge_figure(path, rows, panel: float = 2.4) -> None:
+    """E-NET's decisions like the paper's Fig. 6: per row, one edge overlay
+    (:func:`edge_overlay`) per model. ``rows``: [(name, [(label, overlay uint8), ...])]."""
+    rows = [r for r in rows if r[1]]
+    if not rows:
+        return
+    n_cols = max(len(p) for _, p in rows)
+    fig = _figure(panel * n_cols, panel * len(rows) + 0.3)
+    axes = fig.subplots(len(rows), n_cols, squeeze=False)
+    for r, (name, panels) in enumerate(rows):
+        for c in range(n_cols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < len(panels):
+                label, overlay = panels[c]
+                ax.imshow(overlay, interpolation="nearest")
+                ax.set_title(f"{name}: {label}", fontsize=6)
+    fig.suptitle("blue: pattern edges, red: depth edges (E-NET)", fontsize=7)
+    _save(fig, path)
+
+
+def save_pr_figure(path, curves_by_set: dict) -> None:
+    """Precision-recall curves like the paper's Fig. 9, one panel per set.
+
+    ``curves_by_set``: {set name: {method label: {"recall": [...], "precision": [...],
+    "accuracy": [...]}}}; the legend gives each method's best accuracy.
+    """
+    sets = [(s, c) for s, c in curves_by_set.items() if c]
+    if not sets:
+        return
+    fig = _figure(4.2 * len(sets), 3.8)
+    axes = fig.subplots(1, len(sets), squeeze=False)[0]
+    for ax, (name, curves) in zip(axes, sets, strict=True):
+        for label, c in curves.items():
+            ax.plot(c["recall"], c["precision"], label=f"{label} (best acc. {100 * max(c['accuracy']):.1f} %)")
+        ax.set_xlabel("recall (blurred pixels)")
+        ax.set_ylabel("precision")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.set_title(name, fontsize=9)
+        ax.legend(fontsize=5, loc="lower left")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    _save(fig, path)
