@@ -60,7 +60,8 @@ def tiny_repo(tmp_path_factory):
             (repo / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / f, repo / f)
     apply_profile(REPO / "profiles" / "tiny.yaml", repo / "params.yaml")
-    apply_profile({"download": {"mirror": str(mirror)}}, repo / "params.yaml")
+    apply_profile({"download": {"mirror": str(mirror)}, "reference": {"path": str(config.reference_dir())}},
+                  repo / "params.yaml")
     _run(["git", "init", "-q"], repo)
     _run(["git", "add", "-A"], repo)
     _run(["git", "-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-qm", "tiny"], repo)
@@ -170,3 +171,33 @@ def test_evaluation_and_psi_experiment(tiny_repo):
     t1_none = json.loads((reports / "table1.json").read_text())
     assert t1_none["rtf"]["published"] == {"available": False}
     assert "unavailable" in (reports / "table1.md").read_text()
+
+
+def test_killed_training_resumes(tiny_repo):
+    """Kill `dvc repro train_bnet` after its first epoch; the re-run continues at epoch 2."""
+    import signal
+    import time
+
+    apply_profile({"train_bnet": {"epochs": 3}}, tiny_repo / "params.yaml")
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    proc = subprocess.Popen(["dvc", "repro", "train_bnet"], cwd=tiny_repo, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    seen, deadline = [], time.monotonic() + 600
+    try:
+        for line in proc.stdout:
+            seen.append(line)
+            if line.startswith("Epoch 2/3"):  # printed once epoch 1 is checkpointed
+                break
+            assert time.monotonic() < deadline, "".join(seen[-20:])
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert any(line.startswith("Epoch 2/3") for line in seen), "".join(seen[-20:])
+    assert any((tiny_repo / "data/checkpoints/bnet").iterdir())
+
+    out = _run(["dvc", "repro", "train_bnet"], tiny_repo, timeout=600)
+    epochs = re.findall(r"^Epoch (\d)/3", out, flags=re.M)
+    assert epochs == ["2", "3"], out[-3000:]  # resumed, not restarted
+    tsv = (tiny_repo / "reports/train/bnet/plots/metrics/val_accuracy.tsv").read_text().splitlines()
+    assert [row.split("\t")[0] for row in tsv[1:]] == ["0", "1", "2"]  # one curve, steps continued
+    assert not (tiny_repo / "data/checkpoints/bnet").exists()  # removed once training completed
