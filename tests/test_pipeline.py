@@ -163,7 +163,12 @@ def test_evaluation_and_psi_experiment(tiny_repo):
     t1_psi0 = json.loads((reports / "table1.json").read_text())
     assert t1_psi0["rtf"]["ours"]["raw_mae"] == t1_psi0["rtf"]["psi0"]["raw_mae"]
     assert t1_psi0["rtf"]["psi0"] == t1["rtf"]["psi0"]  # the baselines were not re-run
-    assert "psi" in _run(["dvc", "exp", "show", "--no-pager"], tiny_repo)
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(_run(["dvc", "exp", "show", "--csv"], tiny_repo))))
+    assert {"psi", "rtf.ours.raw_mae"} <= set(rows[0])  # parameters and metrics side by side
+    assert {r["psi"] for r in rows} >= {"20", "0"}
 
     # a missing dataset: the rows say unavailable, the stages still succeed
     out = _run(["dvc", "exp", "run", "-S", "reference.path=''"], tiny_repo, timeout=600)
