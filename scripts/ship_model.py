@@ -13,12 +13,12 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
 from scipy.io import loadmat
 
 from defocus import config
 from defocus.estimate import estimate_blur
 from defocus.images import load_image, load_mask
+from defocus.metrics import raw_mae
 from defocus.weights import load_model
 
 
@@ -29,7 +29,7 @@ def rtf_mae(model, rtf: Path, edge_dir: Path | None) -> dict[str, float]:
         image = load_image(rtf / f"image_{n}.png")
         edges = load_mask(edge_dir / f"edge_{n}.png", image.shape[:2]) if edge_dir else None
         blur = estimate_blur(image, model, edges=edges, psi=20).blur
-        out[n] = round(float(np.abs(blur.astype(np.float64) - loadmat(gt_path)["blurMap"]).mean()), 4)
+        out[n] = round(raw_mae(blur, loadmat(gt_path)["blurMap"]), 4)
     return out
 
 

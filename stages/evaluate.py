@@ -31,8 +31,14 @@ def _sets(p):
     return eval_images(RAW, TEST, p["max_images"], p["dbd_in_focus"], p["rtf_sharp"] or None)
 
 
-def _write(name: str, text: str) -> None:
-    atomic_write(OUT / name, lambda tmp: Path(tmp).write_text(text))
+def _publish(name: str, title: str, protocol: str, body: str, quoted: str, data: dict) -> None:
+    """Write reports/eval/<name>.md (title, protocol, this run's tables, then the paper's
+    figures under a "quoted" heading) and <name>.json (the DVC metric), and print the table."""
+    text = (f"# {title} (this run)\n\n{protocol}\n{body}"
+            f"\n## Quoted from the paper (not measured here)\n\n{quoted}")
+    atomic_write(OUT / f"{name}.md", lambda tmp: Path(tmp).write_text(text))
+    save_json(OUT / f"{name}.json", data)
+    print(text)
 
 
 def table1(params) -> None:
@@ -42,22 +48,25 @@ def table1(params) -> None:
     conv_path = RAW / "rtf" / "convertion.mat"
     conv = metrics.load_conversion(conv_path) if conv_path.is_file() else None
     head = ["method", "raw MAE +- STD (px)", "relative MAE", "s / image", *[it.name for it in items]]
+    gts = [load_radius(it) for it in items]
+    times = report.load_times()
     rows, out = [], {}
     for m in METHODS:
-        have = [it for it in items if report.available(m, it)]
-        if not items or len(have) < len(items):
+        if not items or not all(report.available(m, it) for it in items):
             rows.append([m.label, "unavailable", "", "", *["" for _ in items]])
             out[m.key] = {"available": False}
             continue
-        raw = [metrics.raw_mae(report.load_map(m, it), load_radius(it), crop_right=crop) for it in items]
-        rel = ([metrics.relative_mae(report.load_map(m, it), load_radius(it), conv, crop_right=crop) for it in items]
+        maps = [report.load_map(m, it) for it in items]
+        raw = [metrics.raw_mae(e, g, crop_right=crop) for e, g in zip(maps, gts, strict=True)]
+        rel = ([metrics.relative_mae(e, g, conv, crop_right=crop) for e, g in zip(maps, gts, strict=True)]
                if conv is not None else [math.nan])
-        sec = [report.seconds(m, it) for it in items]
+        sec = [report.seconds(m, it, times) for it in items]
         label = m.label + (f", psi = {psi:g}" if m.key in ("ours", "published") else "")
         rows.append([label, f"{np.mean(raw):.3f} +- {np.std(raw):.3f}", fmt(float(np.mean(rel))),
                      fmt(float(np.median(sec)), 2), *[f"{x:.3f}" for x in raw]])
         out[m.key] = {"available": True, "raw_mae": round(float(np.mean(raw)), 4),
-                      "raw_mae_std": round(float(np.std(raw)), 4), "relative_mae": round(float(np.mean(rel)), 4),
+                      "raw_mae_std": round(float(np.std(raw)), 4),
+                      "relative_mae": round(float(np.mean(rel)), 4) if conv is not None else None,
                       "per_scene": {it.name: round(x, 4) for it, x in zip(items, raw, strict=True)}}
     protocol = (f"Protocol: RTF scenes available here: {len(items)} ({', '.join(it.name for it in items) or 'none'}). "
                 f"Raw MAE = mean |B - GT| in disk-radius px over "
@@ -71,11 +80,8 @@ def table1(params) -> None:
                            [[n, f"{a:.3f}" + (f" +- {s:.3f}" if s is not None else ""), f"{r:.3f}", t]
                             for n, a, s, r, t in report.PAPER_TABLE_I])
     abl = ", ".join(f"{k} {v:.3f}" for k, v in report.PAPER_ABLATION.items())
-    _write("table1.md", "# Table I: blur-map error on RTF (this run)\n\n" + protocol + "\n"
-           + markdown_table(head, rows) + "\n## Quoted from the paper (not measured here)\n\n" + paper
-           + f"\nPaper's ablation, raw MAE: {abl}.\n")
-    save_json(OUT / "table1.json", {"rtf": out, "scenes": len(items), "crop_right": crop})
-    print((OUT / "table1.md").read_text())
+    _publish("table1", "Table I: blur-map error on RTF", protocol, markdown_table(head, rows),
+             paper + f"\nPaper's ablation, raw MAE: {abl}.\n", {"rtf": out, "scenes": len(items), "crop_right": crop})
 
 
 def table2(params) -> None:
@@ -116,16 +122,14 @@ def table2(params) -> None:
         body.append(markdown_table(["blur map used", "PSNR (dB)", "SSIM"], rows))
         out[set_name] = res
     protocol = ("Protocol: non-blind, spatially varying deconvolution (defocus.deblur: Wiener deconvolution "
-                f"with a disk PSF for each 0.25 px radius level the map spans, balance {p['deblur_balance']}, then "
+                f"with a disk PSF for each 0.25 px radius level the map spans, balance {p['deblur_balance']}, each "
+                "level's input first made consistent with its PSF where the map departs from the level, then "
                 "per-pixel linear blending between the two nearest levels). PSNR and SSIM (scikit-image, data range 1, "
                 "RGB) against the sharp image, averaged over images. Synthetic set: held-out salient object over a "
-                "held-out photo, each layer disk-blurred (stage synth_test).\n\n")
+                "held-out photo, each layer disk-blurred (stage synth_test).\n")
     paper = markdown_table(["quoted from the paper (its own synthetic set)", "PSNR (dB)", "SSIM"],
                            [[n, f"{a:.2f}", f"{b:.3f}"] for n, a, b in report.PAPER_TABLE_II])
-    _write("table2.md", "# Table II: deblurring driven by each blur map (this run)\n\n" + protocol + "\n".join(body)
-           + "\n## Quoted from the paper (not measured here)\n\n" + paper)
-    save_json(OUT / "table2.json", out)
-    print((OUT / "table2.md").read_text())
+    _publish("table2", "Table II: deblurring driven by each blur map", protocol, "\n".join(body), paper, out)
 
 
 def fig9(params) -> None:
@@ -178,13 +182,11 @@ def fig9(params) -> None:
                 f"radius > tau. {len(alphas)} alphas in [0, 1]. Precision and recall from the counts summed over all "
                 "images of a set; accuracy = mean over images of the pixel accuracy; best accuracy = its maximum over "
                 "alpha (one alpha per method and set, as the paper). Masks: dbd uses "
-                f"{p['dbd_in_focus']} = in focus; synthetic: the object layer is in focus.\n\n")
+                f"{p['dbd_in_focus']} = in focus; synthetic: the object layer is in focus.\n")
     paper = markdown_table(["quoted from the paper (CUHK, 200 test images)", "best accuracy (%)"],
                            [[n, f"{a:.2f}"] for n, a in report.PAPER_FIG9])
-    _write("fig9.md", "# Fig. 9: defocus blur detection (this run)\n\n" + protocol + "\n".join(body)
-           + "\n![precision-recall](figures/fig9_pr.png)\n\n## Quoted from the paper (not measured here)\n\n" + paper)
-    save_json(OUT / "fig9.json", out)
-    print((OUT / "fig9.md").read_text())
+    _publish("fig9", "Fig. 9: defocus blur detection", protocol,
+             "\n".join(body) + "\n![precision-recall](figures/fig9_pr.png)\n", paper, out)
 
 
 def gallery(params) -> None:
@@ -213,11 +215,12 @@ def gallery(params) -> None:
                                viz.edge_overlay(image, pattern, depth)))
         edge_rows.append((it.name, panels))
     viz.save_edge_figure(OUT / "figures" / "enet_edges.png", edge_rows)
-    _write("figures.md", "# Figures (this run)\n\n"
-           "Fig. 7-like: each image, its ground truth and every method's map on one colour scale "
-           "(disk radius 0 to 6 px).\n\n![gallery](figures/gallery.png)\n\n"
-           "Fig. 6-like: E-NET's decision at every Canny edge, pattern edges blue, depth edges red.\n\n"
-           "![E-NET edges](figures/enet_edges.png)\n")
+    text = ("# Figures (this run)\n\n"
+            "Fig. 7-like: each image, its ground truth and every method's map on one colour scale "
+            "(disk radius 0 to 6 px).\n\n![gallery](figures/gallery.png)\n\n"
+            "Fig. 6-like: E-NET's decision at every Canny edge, pattern edges blue, depth edges red.\n\n"
+            "![E-NET edges](figures/enet_edges.png)\n")
+    atomic_write(OUT / "figures.md", lambda tmp: Path(tmp).write_text(text))
     print(f"gallery: {len(shown)} images x {len(cols)} methods -> {OUT / 'figures'}")
 
 

@@ -82,10 +82,11 @@ def test_seconds_add_network_and_propagation(tmp_path, monkeypatch):
 
     it = EvalImage("rtf", "x", tmp_path / "x.png")
     by_key = {m.key: m for m in report.METHODS}
-    assert report.seconds(by_key["ours"], it) == pytest.approx(0.1 + 0.5 + 0.2 + 0.25)
-    assert report.seconds(by_key["no_enet"], it) == pytest.approx(0.1 + 0.9 + 0.3)
-    assert report.seconds(by_key["zhuo_sim"], it) == pytest.approx(4.0)
-    assert np.isnan(report.seconds(by_key["matting"], it))
+    times = report.load_times()
+    assert report.seconds(by_key["ours"], it, times) == pytest.approx(0.1 + 0.5 + 0.2 + 0.25)
+    assert report.seconds(by_key["no_enet"], it, times) == pytest.approx(0.1 + 0.9 + 0.3)
+    assert report.seconds(by_key["zhuo_sim"], it, times) == pytest.approx(4.0)
+    assert np.isnan(report.seconds(by_key["matting"], it, times))
 
 
 def test_markdown_table():

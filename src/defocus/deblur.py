@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 from skimage.restoration import wiener
 
-from .synthesis import disk_kernel
+from .synthesis import disk_blur, disk_kernel
 
 #: Step in px of the default radius grid of :func:`deblur` (the B-NET class step).
 RADIUS_STEP = 0.25
@@ -164,10 +165,6 @@ def _consistent(image: np.ndarray, blur_map: np.ndarray, radius: float, guard: f
     0.25 / 0.5 / 1 px: the same with the true maps, 24.22 / 23.70 / 22.71 dB
     with the published model's maps.
     """
-    import cv2
-
-    from .synthesis import disk_blur
-
     side = 2 * int(math.ceil(guard * radius)) + 1
     disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
     bm = np.asarray(blur_map, dtype=np.float32)

@@ -65,19 +65,24 @@ def load_map(method: Method, item) -> np.ndarray:
     return np.load(method.root / method.key / item.set / f"{item.name}.npy").astype(np.float64)
 
 
-def _times(which: str) -> dict:
-    path = TIMES / f"times_{which}.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+def load_times() -> dict:
+    """The timings the infer, propagate and baselines stages wrote, by stage
+    (``infer``, ``main``, ``baselines``); a missing file gives an empty entry."""
+    out = {}
+    for which in ("infer", "main", "baselines"):
+        path = TIMES / f"times_{which}.json"
+        out[which] = json.loads(path.read_text()) if path.is_file() else {}
+    return out
 
 
-def seconds(method: Method, item) -> float:
+def seconds(method: Method, item, times: dict) -> float:
     """Seconds this method spent on one image on this machine: the network parts
-    (edges, E-NET, B-NET, from the infer stage) plus the propagation; nan if unknown."""
-    prop = _times("main" if method.root == MAPS else "baselines")
+    (edges, E-NET, B-NET, from the infer stage) plus the propagation; nan if unknown.
+    ``times`` is :func:`load_times`."""
     try:
-        total = prop[method.key][item.set][item.name]
+        total = times["main" if method.root == MAPS else "baselines"][method.key][item.set][item.name]
         if method.model is not None:
-            net = _times("infer")[method.model][item.set][item.name]
+            net = times["infer"][method.model][item.set][item.name]
             total += sum(net[k] for k in method.net_parts)
     except KeyError:
         return math.nan

@@ -22,14 +22,9 @@ def save_blur_png(path, blur: np.ndarray, title: str | None = None, vmax: float 
     vmax : float
         Top of the colour scale, px (the scale starts at 0).
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-
     h, w = blur.shape
     scale = 6.0 / max(h, w)
-    fig = Figure(figsize=(w * scale + 1.6, h * scale + (0.5 if title else 0.2)), dpi=max(100, int(max(h, w) / 6)))
+    fig = _figure(w * scale + 1.6, h * scale + (0.5 if title else 0.2), dpi=max(100, int(max(h, w) / 6)))
     ax = fig.add_subplot()
     im = ax.imshow(blur, cmap="viridis", vmin=0.0, vmax=vmax, interpolation="nearest")
     ax.set_axis_off()
@@ -38,7 +33,7 @@ def save_blur_png(path, blur: np.ndarray, title: str | None = None, vmax: float 
     bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
     bar.set_label("defocus blur: disk radius (px)")
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    _save(fig, path)
 
 
 def edge_overlay(image: np.ndarray, pattern: np.ndarray, depth: np.ndarray) -> np.ndarray:
