@@ -1,4 +1,5 @@
-"""Stages patches_bnet / patches_enet: balanced, rotated 41 x 41 patches at Canny edges.
+"""Stages patches_bnet / patches_enet: balanced, rotated 41 x 41 patches at Canny edges,
+and, for dense training (patches.tile > 0), rotated training tiles.
 
 Usage: python stages/patches.py bnet|enet
 """
@@ -15,7 +16,7 @@ from defocus.edges import detect_edges
 from defocus.images import load_image, load_mask, save_json, to_uint8
 from defocus.levels import BLUR_RADII, DEPTH, PATTERN
 from defocus.params import load_params
-from defocus.patchsets import Cell, allocate, inner, write_patch_set
+from defocus.patchsets import Cell, allocate, inner, tile_margin, write_patch_set, write_tile_set
 
 
 def main(net: str) -> int:
@@ -34,12 +35,22 @@ def main(net: str) -> int:
             near = load_mask(synth / e["boundary"], image.shape[:2]).astype(np.uint8)
             near = cv2.dilate(near, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1)))
             edges &= near > 0
-        return to_uint8(image), inner(edges)
+        return to_uint8(image), edges
 
     label = (lambda e: e["label"]) if net == "bnet" else (lambda e: DEPTH if e["kind"] == "depth" else PATTERN)
     cells = [Cell(i, e["split"], label(e)) for i, e in enumerate(entries)]
+    names = [f"{r:g}" for r in BLUR_RADII] if net == "bnet" else ["pattern", "depth"]
+    labels = sorted({c.label for c in cells})
+    tile, tile_edges = int(p["tile"]), int(p["tile_edges"])
+    if tile < 0 or (tile and tile % 2 != 1):
+        raise SystemExit(f"patches.tile must be 0 (no dense training) or an odd number of px, got {tile}")
+    tile_cells = [Cell(c.entry, c.split, c.label) for c in cells if c.split == "train"] if tile else []
+    tile_of = {c.entry: c for c in tile_cells}
     for c in tqdm(cells, desc=f"count {net}", unit="img", disable=not sys.stderr.isatty()):
-        c.count = int(load(c.entry)[1].sum())
+        edges = load(c.entry)[1]
+        c.count = int(inner(edges).sum())
+        if c.entry in tile_of:
+            tile_of[c.entry].count = int(inner(edges, tile_margin(tile)).sum())
     k = p["orientations_per_position"]
     orientations = [0, *p["rotations"]]
     if not 1 <= k <= len(orientations):
@@ -47,18 +58,31 @@ def main(net: str) -> int:
     per_label = p["bnet_per_level"] if net == "bnet" else p["enet_per_class"]
     positions = allocate(cells, per_label, k, params["split"]["val_fraction"])
     sizes = write_patch_set(out, cells, load, orientations, k, params["seed"], progress=sys.stderr.isatty())
-    names = [f"{r:g}" for r in BLUR_RADII] if net == "bnet" else ["pattern", "depth"]
-    labels = sorted({c.label for c in cells})
+    tiles = {}
+    if tile:
+        per_tiles = p["bnet_tiles_per_level"] if net == "bnet" else p["enet_tiles_per_class"]
+        tile_plan = allocate(tile_cells, per_tiles, 1, 0.0)["train"]
+        n_tiles = write_tile_set(out, tile_cells, load, orientations, tile, tile_edges, params["seed"],
+                                 progress=sys.stderr.isatty())
+        w = np.load(out / "train_tiles_w.npy", mmap_mode="r")
+        y = np.load(out / "train_tiles_y.npy")
+        per = np.bincount(y, weights=np.asarray(w, dtype=np.int64).sum(axis=1), minlength=len(names))[labels]
+        tiles = {"tile": tile, "tile_edges": tile_edges, "tiles": n_tiles, "tiles_per_class": min(tile_plan.values()),
+                 "labelled_pixels": int(per.sum()), "labelled_pixels_min": int(per.min()),
+                 "labelled_pixels_max": int(per.max())}
     per_class = {s: positions[s][labels[0]] * k for s in positions}  # equal for every class
     candidates = {names[lab]: sum(c.count for c in cells if c.label == lab) for lab in labels}
     size = sum(f.stat().st_size for f in out.iterdir())
     summary = {"patches": sizes, "per_class": per_class, "classes": len(labels), "orientations_per_position": k,
                "candidates_min": min(candidates.values()), "candidates_max": max(candidates.values()),
-               "source_images": len(cells), "megabytes": round(size / 2**20, 1)}
+               "source_images": len(cells), "megabytes": round(size / 2**20, 1), **tiles}
     save_json(summary_path, summary)
     print(f"patches_{net}: edge pixels per class: " + ", ".join(f"{n} {v}" for n, v in candidates.items()))
     for s in ("train", "val"):
         print(f"patches_{net}: {s}: {sizes[s]} patches, {per_class[s]} per class ({len(labels)} classes)")
+    if tiles:
+        print(f"patches_{net}: train: {tiles['tiles']} tiles of {tile} px, {tiles['labelled_pixels']} labelled "
+              f"edge pixels ({tiles['labelled_pixels_min']} to {tiles['labelled_pixels_max']} per class)")
     got = sum(per_class.values())
     if got < per_label:
         print(f"patches_{net}: WARNING: only {got} of the {per_label} patches per class wanted: "

@@ -12,6 +12,8 @@ import numpy as np
 
 from defocus._tf import keras, tf
 from defocus import nets
+from defocus.dense import DenseTrainer
+from defocus.patchsets import open_tiles
 from defocus.params import load_params
 from defocus.train import compile_net, fit, freeze_f1_from, strategy
 from defocus.images import save_json
@@ -35,8 +37,10 @@ def main(net: str) -> int:
             model = nets.build_enet(dropout=p["dropout"])
             freeze_f1_from(model, bnet)
             f1_before = nets.f1_of(model).get_weights()
-        compile_net(model, p["lr"], tolerance=(net == "bnet"))
-    summary = fit(model, Path(f"data/patches/{net}"), p, seed, Path(f"reports/train/{net}"),
+        # dense training when the patch set has tiles (patches.tile > 0)
+        trainee = DenseTrainer(model) if open_tiles(Path(f"data/patches/{net}")) is not None else model
+        compile_net(trainee, p["lr"], tolerance=(net == "bnet"))
+    summary = fit(trainee, Path(f"data/patches/{net}"), p, seed, Path(f"reports/train/{net}"),
                   Path(f"data/checkpoints/{net}"), tolerance=(net == "bnet"), progress=True)
     keras.mixed_precision.set_global_policy("float32")
     if net == "bnet":

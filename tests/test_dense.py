@@ -57,3 +57,78 @@ def test_dense_and_patch_estimates_agree(random_model_dir):
     np.testing.assert_allclose(a.blur, b.blur, atol=1e-6)
     with pytest.raises(ValueError, match="method"):
         estimate_blur(img, model, method="fast")
+
+
+# ---------------------------------------------------------------- dense training
+def _trainer_case(build, seed, tile=33, k=12):
+    from defocus._tf import keras
+    from defocus.dense import DenseTrainer
+
+    keras.utils.set_random_seed(seed)
+    net = build()
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, (2, tile + 40, tile + 40, 3)).astype(np.uint8)
+    pos = rng.integers(0, tile, (2, k, 2)).astype(np.int16)
+    patches = np.stack([np.stack([x[b, i : i + 41, j : j + 41] for i, j in pos[b]]) for b in range(2)])
+    return net, DenseTrainer(net), x, pos, patches.astype(np.float32) / 255
+
+
+@pytest.mark.parametrize("which", ["bnet", "enet"])
+def test_dense_trainer_equals_the_patch_network(which):
+    """Output and gradients of the dense pass at K pixels of a tile are the patch network's."""
+    from defocus import nets
+    from defocus._tf import keras, tf
+
+    build = nets.build_bnet if which == "bnet" else nets.build_enet
+    net, trainer, x, pos, patches = _trainer_case(build, seed=3)
+    n_cls = 23 if which == "bnet" else 2
+    out = trainer((x, pos)).numpy()
+    assert out.shape == (2, 12, n_cls)
+    ref = net(patches.reshape(-1, 41, 41, 3)).numpy().reshape(2, 12, n_cls)
+    np.testing.assert_allclose(out, ref, atol=1e-6)
+    # a 41 x 41 patch is a tile of side 1
+    one = trainer((x[:, :41, :41], np.zeros((2, 1, 2), np.int16))).numpy()[:, 0]
+    np.testing.assert_allclose(one, net(x[:, :41, :41].astype(np.float32) / 255).numpy(), atol=1e-6)
+    y = np.random.default_rng(0).integers(0, n_cls, (2, 12))
+    loss = keras.losses.SparseCategoricalCrossentropy()
+    with tf.GradientTape() as tape:
+        a = loss(y, trainer((x, pos), training=False))
+    ga = tape.gradient(a, net.trainable_variables)
+    with tf.GradientTape() as tape:
+        b = loss(y.reshape(-1), net(patches.reshape(-1, 41, 41, 3), training=False))
+    gb = tape.gradient(b, net.trainable_variables)
+    assert len(ga) == len(gb) == len(net.trainable_variables) and all(g is not None for g in ga)
+    for u, v in zip(ga, gb):
+        np.testing.assert_allclose(u.numpy(), v.numpy(), atol=1e-5 * max(1.0, float(np.abs(v.numpy()).max())))
+
+
+def test_dense_training_keeps_a_frozen_f1():
+    from defocus import nets
+    from defocus.train import compile_net, freeze_f1_from
+
+    bnet = nets.build_bnet()
+    net, trainer, x, pos, _ = _trainer_case(nets.build_enet, seed=4)
+    freeze_f1_from(net, bnet)
+    f1 = [w.copy() for w in nets.f1_of(net).get_weights()]
+    head = [w.copy() for w in nets.find_layer(net, "e_out").get_weights()]
+    compile_net(trainer, 1e-3, tolerance=False)
+    y = np.ones((2, 12), np.int32)
+    w = np.ones((2, 12), np.float32)
+    trainer.fit((x, pos), y, sample_weight=w, batch_size=2, epochs=2, verbose=0)
+    for a, b in zip(f1, nets.f1_of(net).get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(head, nets.find_layer(net, "e_out").get_weights()))
+
+
+def test_tolerance_accuracy_is_per_sample_and_weighted():
+    from defocus._tf import keras
+    from defocus.train import tolerance_accuracy
+
+    y = np.array([[3, 3, 10], [0, 22, 5]])
+    pred = np.zeros((2, 3, 23), np.float32)
+    for (b, k), c in np.ndenumerate(np.array([[4, 1, 10], [1, 0, 5]])):
+        pred[b, k, c] = 1
+    np.testing.assert_array_equal(tolerance_accuracy(y, pred).numpy(), [[1, 0, 1], [1, 0, 1]])
+    m = keras.metrics.MeanMetricWrapper(tolerance_accuracy)
+    m.update_state(y, pred, sample_weight=np.array([[1, 1, 0], [1, 0, 0]], np.float32))
+    assert float(m.result()) == pytest.approx(2 / 3)

@@ -276,3 +276,87 @@ def test_open_split_and_iter_batches(tmp_path, source):
     np.save(tmp_path / "p" / "val_y.npy", np.zeros(3, np.uint8))
     with pytest.raises(ValueError, match="differ in length"):
         open_split(tmp_path / "p", "val")
+
+
+# ---------------------------------------------------------------- tiles
+def test_rot_margin():
+    from defocus.patches import rot_margin
+
+    assert rot_margin(41) == ROT_MARGIN == 29
+    assert rot_margin(73) == 51  # ceil(36 * sqrt(2))
+    assert rot_margin(1) == 0
+
+
+def test_extract_rotated_sizes_and_masks():
+    import cv2
+
+    photo = np.random.default_rng(6).integers(0, 256, (130, 140, 3), dtype=np.uint8)
+    ys, xs = np.array([60, 70]), np.array([80, 75])
+    big = extract_rotated(photo, ys, xs, np.array([0, 90]), size=73)
+    assert big.shape == (2, 73, 73, 3)
+    np.testing.assert_array_equal(big[0], photo[60 - 36 : 60 + 37, 80 - 36 : 80 + 37])
+    np.testing.assert_array_equal(big[1], np.rot90(photo[70 - 36 : 70 + 37, 75 - 36 : 75 + 37]))
+    # the 41 px patch is the centre of the 73 px one, at any angle (up to OpenCV's 1/32 px
+    # fixed-point sampling grid: at most 255 / 32 grey levels on this noise)
+    for angle in (0, 30, -135):
+        a = extract_rotated(photo, ys, xs, np.full(2, angle), size=73)[:, 16:57, 16:57].astype(int)
+        b = extract_rotated(photo, ys, xs, np.full(2, angle)).astype(int)
+        assert np.abs(a - b).max() <= 8 and np.abs(a - b).mean() < 0.2
+    mask = np.zeros(photo.shape[:2], np.uint8)
+    mask[60, 70:90] = 1
+    got = extract_rotated(mask, np.array([60]), np.array([80]), np.array([30]), size=21, interpolation=cv2.INTER_NEAREST)
+    assert got.shape == (1, 21, 21) and set(np.unique(got)) == {0, 1} and got[0, 10, 10] == 1
+    with pytest.raises(ValueError, match="odd"):
+        extract_rotated(photo, ys, xs, np.zeros(2, int), size=40)
+
+
+def test_cut_tiles_labels_edge_pixels():
+    from defocus.patchsets import cut_tiles
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (120, 130, 3), dtype=np.uint8)
+    edges = np.zeros((120, 130), bool)
+    edges[60, :] = True  # a horizontal line of 11 pixels inside an 11 px tile ...
+    edges[:, 65] = True  # ... and a vertical one: 21 labelled pixels at angle 0
+    ys, xs, angles = np.array([60, 60]), np.array([65, 65]), np.array([0, 90])
+    x, pos, w = cut_tiles(image, edges, ys, xs, angles, tile=11, per_tile=30, rng=rng)
+    assert x.shape == (2, 51, 51, 3) and pos.shape == (2, 30, 2) and w.shape == (2, 30)
+    np.testing.assert_array_equal(x[0], image[60 - 25 : 60 + 26, 65 - 25 : 65 + 26])
+    assert w.sum(axis=1).tolist() == [21, 21]
+    for b in range(2):
+        got = {tuple(p) for p in pos[b][w[b] == 1].tolist()}
+        assert got == {(5, j) for j in range(11)} | {(i, 5) for i in range(11)}
+        assert (pos[b][w[b] == 0] == 5).all()  # padding points at the centre, with weight 0
+    x, pos, w = cut_tiles(image, edges, ys, xs, angles, tile=11, per_tile=8, rng=rng)
+    assert w.all() and len({tuple(p) for p in pos[0].tolist()}) == 8  # a random subset, no repeats
+    assert all(p[0] == 5 or p[1] == 5 for p in pos.reshape(-1, 2).tolist())
+
+
+def test_write_tile_set(tmp_path, source):
+    from defocus.patchsets import TILE_ARRAYS, cut_tiles, open_tiles, tile_margin, write_tile_set
+
+    images, masks, load = source
+    tile = 7
+    m = tile_margin(tile)
+    assert m == 33
+    cells = [Cell(entry=e, split=sp, label=lab, count=int(inner(masks[e], m).sum()), take=t)
+             for e, (sp, lab, t) in enumerate([("train", 0, 3), ("train", 1, 2), ("val", 0, 4), ("train", 1, 0)])]
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        assert write_tile_set(tmp_path / name, cells, load, ORIENTATIONS, tile, 5, seed=1, progress=False) == 5
+    assert open_tiles(tmp_path / "empty") is None
+    t = open_tiles(tmp_path / "a")
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == sorted(f"train_tiles_{k}.npy" for k in TILE_ARRAYS)
+    for k in TILE_ARRAYS:
+        assert (tmp_path / "a" / f"train_tiles_{k}.npy").read_bytes() == (tmp_path / "b" / f"train_tiles_{k}.npy").read_bytes()
+    assert t["x"].shape == (5, 47, 47, 3) and t["pos"].shape == (5, 5, 2) and t["w"].shape == (5, 5)
+    assert Counter(t["y"].tolist()) == {0: 3, 1: 2}
+    for row in range(5):
+        entry, yy, xx, angle = t["meta"][row]
+        assert cells[entry].split == "train" and cells[entry].label == t["y"][row]
+        assert masks[entry][yy, xx] and m <= yy < images[entry].shape[0] - m and angle in ORIENTATIONS
+        assert t["w"][row].sum() >= 1
+        x1, _, _ = cut_tiles(images[entry], masks[entry], [yy], [xx], [angle], tile, 5, np.random.default_rng(0))
+        np.testing.assert_array_equal(t["x"][row], x1[0])
+    with pytest.raises(ValueError, match="odd"):
+        write_tile_set(tmp_path / "a", cells, load, ORIENTATIONS, 8, 5, seed=1, progress=False)

@@ -185,6 +185,28 @@ def _add_bench(sub) -> None:
     p.set_defaults(func=cmd_bench)
 
 
+def cmd_bench_train(args) -> int:
+    from .bench import train_main
+
+    return train_main(args)
+
+
+def _add_bench_train(sub) -> None:
+    p = sub.add_parser(
+        "bench-train",
+        help="training samples per second, per patch and dense",
+        description="Times, in one run, training steps of a fresh network per patch (the patch set's training "
+        "patches) and dense (its training tiles), and prints samples (labelled edge pixels) per second and the "
+        "ratio; writes them as JSON. Needs a patch set made with patches.tile > 0 (dvc repro patches_bnet).",
+    )
+    p.add_argument("--patches", type=Path, default=Path("data/patches/bnet"), help="patch set (data/patches/bnet)")
+    p.add_argument("--steps", type=int, default=30, help="timed training steps per path (30)")
+    p.add_argument("--batch-size", type=int, default=256, help="samples per step (256)")
+    p.add_argument("--precision", default="mixed_bfloat16", help="Keras dtype policy (mixed_bfloat16)")
+    p.add_argument("--out", type=Path, default=Path("reports/bench_train.json"), help="JSON report")
+    p.set_defaults(func=cmd_bench_train)
+
+
 def cmd_profile(args) -> int:
     import yaml
 
@@ -220,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_estimate(sub)
     _add_bench(sub)
+    _add_bench_train(sub)
     _add_profile(sub)
     return parser
 

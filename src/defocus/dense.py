@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._tf import tf
+from ._tf import keras, tf
 from .estimate import DEFAULT_TILE
 from .levels import DEPTH
 from .nets import find_layer
@@ -52,6 +52,42 @@ def _relu_conv(x, w, dilation=1):
 
 def _pool(x):
     return tf.nn.max_pool2d(x, 3, 1, "VALID")
+
+
+def gather_trunk_input(e3, e1, yx):
+    """Trunk input (B, n, 5, 5, C) at tile-local pixels yx (B, n, 2) of B tiles: ``e3``
+    (B, h, w, C) (the 41 and 27 contributions, summed) is read every 3 px, ``e1`` (the
+    15 branch) every px."""
+    g = tf.range(5)
+    uu, vv = tf.meshgrid(g, g, indexing="ij")
+    grid3 = tf.stack([3 * uu, 3 * vv], axis=-1)  # (5, 5, 2)
+    grid1 = tf.stack([uu, vv], axis=-1)
+    base = yx[:, :, None, None, :]
+    return tf.gather_nd(e3, base + grid3, batch_dims=1) + tf.gather_nd(e1, base + grid1, batch_dims=1)
+
+
+def f1_maps(x, k, th, tw):
+    """Dense maps of the three f1 branches over a batch of padded tiles.
+
+    Parameters
+    ----------
+    x : (B, th + 40, tw + 40, 3) tensor, the padded tiles
+    k : {"41", "27", "15"}: lists of the four conv kernels of each branch
+
+    Returns
+    -------
+    d41 : (B, th + 18, tw + 18, 64); d27 : (B, th + 18, tw + 18, 64) (same local
+    indexing as d41); d15 : (B, th + 6, tw + 6, 64)
+    """
+    d41 = _Branch41(k["41"])(x)
+    c = x[:, OFF_27 : th + 34, OFF_27 : tw + 34]
+    for kk in k["27"][:3]:
+        c = _relu_conv(c, kk)
+    d27 = _relu_conv(_pool(c), k["27"][3])
+    c = x[:, OFF_15 : th + 28, OFF_15 : tw + 28]
+    for kk in k["15"]:
+        c = _relu_conv(c, kk)
+    return d41, d27, c
 
 
 @dataclass
@@ -120,29 +156,11 @@ class DenseModel:
         self._bnet_fn = tf.function(self._bnet_tile, input_signature=[spec_m, spec_m, spec_m, spec_i])
 
     # -- dense maps ---------------------------------------------------------------
-    def _f1_maps(self, x, k, th, tw):
-        d41 = _Branch41(k["41"])(x)  # (th + 18)
-        x27 = x[:, OFF_27 : th + 34, OFF_27 : tw + 34]
-        c = x27
-        for kk in k["27"][:3]:
-            c = _relu_conv(c, kk)
-        d27 = _relu_conv(_pool(c), k["27"][3])  # local index = padded - 8, size th + 26
-        c = x[:, OFF_15 : th + 28, OFF_15 : tw + 28]
-        for kk in k["15"]:
-            c = _relu_conv(c, kk)
-        d15 = c  # local index = padded - 14, size th + 6
-        return d41, d27, d15
+    _f1_maps = staticmethod(f1_maps)
 
     @staticmethod
     def _gather(e3, e1, yx):
-        """Trunk input (n, 5, 5, 64) at tile-local pixels yx (n, 2): ``e3`` (the 41 and 27
-        contributions, summed) is read every 3 px, ``e1`` (the 15 branch) every px."""
-        g = tf.range(5)
-        uu, vv = tf.meshgrid(g, g, indexing="ij")
-        grid3 = tf.stack([3 * uu, 3 * vv], axis=-1)  # (5, 5, 2)
-        grid1 = tf.stack([uu, vv], axis=-1)
-        base = yx[:, None, None, :]
-        return tf.gather_nd(e3[0], base + grid3) + tf.gather_nd(e1[0], base + grid1)
+        return gather_trunk_input(e3, e1, yx[None])[0]
 
     def _enet_tile(self, x, yx):
         """E-NET probabilities at tile-local pixels yx, and the f1 maps for B-NET."""
@@ -225,3 +243,51 @@ class DenseModel:
         bi, pb = np.concatenate(blur_idx), np.concatenate(blur_rows)
         o = np.argsort(bi, kind="stable")
         return p_edge, bi[o], pb[o]
+
+
+# ---------------------------------------------------------------- dense training
+class DenseTrainer(keras.Model):
+    """Trains a B-NET or E-NET on tiles: one dense pass per tile, the loss at K edge pixels.
+
+    The network's own layers (and so its weights, trainable or frozen) are used;
+    the dense pass is the same computation as :class:`DenseModel`, so the output at
+    a pixel equals the patch network's output on that pixel's 41 x 41 patch (the
+    tests check this), and so do the gradients. A 41 x 41 patch is a tile of side 1,
+    so the validation patches go through the same model.
+
+    Inputs are ``(x, pos)``: x (B, t + 40, t + 40, 3) uint8 tiles, pos (B, K, 2)
+    int tile-local pixels; the output is (B, K, classes) probabilities.
+
+    Parameters
+    ----------
+    net : keras.Model, a B-NET (:func:`defocus.nets.build_bnet`) or an E-NET
+    """
+
+    def __init__(self, net: keras.Model, **kwargs):
+        super().__init__(**kwargs)
+        self.net = net
+        self.kind = "e" if net.name == "enet" else "b"
+
+    def _kernel(self, name):
+        return tf.cast(find_layer(self.net, name).kernel, self.compute_dtype)
+
+    def call(self, inputs, training=False):
+        x, pos = inputs
+        x = tf.cast(x, self.compute_dtype) / 255.0
+        th, tw = tf.shape(x)[1] - 40, tf.shape(x)[2] - 40
+        k = {s: [self._kernel(f"f1_{s}_conv{i}") for i in range(1, 5)] for s in ("41", "27", "15")}
+        d41, d27, d15 = f1_maps(x, k, th, tw)
+        p = self.kind
+        k1 = self._kernel(f"{p}_conv1")
+        parts = (["f2"] if p == "e" else []) + ["41", "27", "15"]
+        k1 = {s: k1[:, :, 64 * i : 64 * (i + 1)] for i, s in enumerate(parts)}
+        e3 = _conv(d41, k1["41"], 3) + _conv(d27, k1["27"], 3)
+        if p == "e":
+            e3 += _conv(_Branch41([self._kernel(f"f2_41_conv{i}") for i in range(1, 5)])(x), k1["f2"], 3)
+        pos = tf.cast(pos, tf.int32)
+        a = tf.nn.relu(gather_trunk_input(e3, _conv(d15, k1["15"]), pos))
+        a = tf.reshape(a, (-1, 5, 5, a.shape[-1]))
+        for name in ("conv2", "conv3", "conv4", "flatten", "dense1", "dropout1", "dense2", "dropout2", "out"):
+            layer = find_layer(self.net, f"{p}_{name}")
+            a = layer(a, training=training) if name.startswith("dropout") else layer(a)
+        return tf.reshape(a, (tf.shape(pos)[0], tf.shape(pos)[1], a.shape[-1]))

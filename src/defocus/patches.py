@@ -61,36 +61,52 @@ def iter_patch_batches(
         yield extract_patches(padded, ys[start : start + batch_size], xs[start : start + batch_size])
 
 
-#: Half-size of the window that holds a 41 x 41 patch rotated by any angle
-#: (ceil(20 * sqrt(2)) = 29): edge pixels closer than this to the border are not
-#: sampled for training.
-ROT_MARGIN = 29
+def rot_margin(size: int = PATCH) -> int:
+    """Half-size of the window that holds a ``size`` x ``size`` patch rotated by any
+    angle, ``ceil((size // 2) * sqrt(2))`` px: centres closer than this to the border
+    cannot be cut out rotated."""
+    return int(np.ceil((size // 2) * np.sqrt(2)))
 
 
-def extract_rotated(image: np.ndarray, ys: np.ndarray, xs: np.ndarray, angles: np.ndarray) -> np.ndarray:
-    """41 x 41 patches centred on (ys, xs), each rotated about its centre by its angle.
+#: :func:`rot_margin` of a 41 x 41 patch (29 px): edge pixels closer than this to the
+#: border are not sampled for training.
+ROT_MARGIN = rot_margin(PATCH)
+
+
+def extract_rotated(image: np.ndarray, ys: np.ndarray, xs: np.ndarray, angles: np.ndarray,
+                    size: int = PATCH, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """``size`` x ``size`` patches (41 x 41 by default) centred on (ys, xs), each rotated
+    about its centre by its angle.
 
     Parameters
     ----------
-    image : ndarray, (H, W, C), uint8 or float
+    image : ndarray, (H, W, C) or (H, W), uint8 or float
         The image itself (not padded): every centre must lie at least
-        :data:`ROT_MARGIN` px inside it.
+        ``rot_margin(size)`` px inside it.
     ys, xs : int arrays, (N,)
     angles : int or float array, (N,)
         Degrees, counter-clockwise as displayed (OpenCV's convention). Multiples
-        of 90 are exact (pixel permutations); other angles use bilinear
-        interpolation over a 59 x 59 window, so no pixel of the result is padding.
+        of 90 are exact (pixel permutations); other angles interpolate (bilinear by
+        default) over a ``2 * rot_margin(size) + 1`` px window (59 x 59 for 41), so no
+        pixel of the result is padding.
+    size : int
+        Odd side of the patches, px.
+    interpolation : OpenCV flag
+        ``cv2.INTER_NEAREST`` for label masks.
 
     Returns
     -------
-    patches : ndarray, (N, 41, 41, C), dtype of ``image``
+    patches : ndarray, (N, size, size, C) (or (N, size, size)), dtype of ``image``
     """
     ys, xs, angles = (np.asarray(a) for a in (ys, xs, angles))
+    if size % 2 != 1:
+        raise ValueError(f"patch size must be odd, got {size}")
     h, w = image.shape[:2]
-    m = ROT_MARGIN
+    m, half = rot_margin(size), size // 2
     if len(ys) and (ys.min() < m or xs.min() < m or ys.max() >= h - m or xs.max() >= w - m):
         raise ValueError(f"patch centres must lie at least {m} px inside the {w}x{h} image")
-    out = extract_patches(image, ys - PAD, xs - PAD)
+    windows = np.lib.stride_tricks.sliding_window_view(image, (size, size), axis=(0, 1))
+    out = np.ascontiguousarray(np.moveaxis(windows[ys - half, xs - half], (-2, -1), (1, 2)))
     quarter = np.mod(angles, 90) == 0
     for i in np.flatnonzero(quarter & (np.mod(angles, 360) != 0)):
         out[i] = np.rot90(out[i], k=int(angles[i] // 90) % 4)
@@ -98,6 +114,6 @@ def extract_rotated(image: np.ndarray, ys: np.ndarray, xs: np.ndarray, angles: n
         y, x = int(ys[i]), int(xs[i])
         window = image[y - m : y + m + 1, x - m : x + m + 1]
         rot = cv2.getRotationMatrix2D((float(m), float(m)), float(angles[i]), 1.0)
-        rot[:, 2] -= m - PAD
-        out[i] = cv2.warpAffine(window, rot, (PATCH, PATCH), flags=cv2.INTER_LINEAR).reshape(out[i].shape)
+        rot[:, 2] -= m - half
+        out[i] = cv2.warpAffine(window, rot, (size, size), flags=interpolation).reshape(out[i].shape)
     return out

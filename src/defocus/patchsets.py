@@ -9,6 +9,21 @@ A patch set is a folder with, per split (``train``, ``val``):
 ``<split>_meta.npy``
     int32, (N, 4): source entry, y, x, rotation in degrees, for tracing a patch.
 
+With dense training (``patches.tile`` > 0) the training split also has *tiles*:
+larger rotated crops around sampled edge pixels, each with up to K labelled edge
+pixels, so that one pass of the networks over a tile trains on all of them
+(:class:`defocus.dense.DenseTrainer`):
+
+``train_tiles_x.npy``
+    uint8, (N, T + 40, T + 40, 3): the tiles; output pixel (i, j) of a tile is
+    input pixel (i + 20, j + 20), the centre of its 41 x 41 patch.
+``train_tiles_pos.npy``
+    int16, (N, K, 2): tile-local (i, j) of the labelled edge pixels.
+``train_tiles_w.npy``
+    uint8, (N, K): 1 for a labelled pixel, 0 for padding (tiles with fewer than K).
+``train_tiles_y.npy``, ``train_tiles_meta.npy``
+    the class of the tile's pixels, and (source entry, y, x, rotation) of its centre.
+
 Arrays are written through ``numpy.lib.format.open_memmap`` and read with
 ``mmap_mode='r'``, so neither writing nor training holds the set in memory.
 """
@@ -25,7 +40,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .patches import PATCH, ROT_MARGIN, extract_rotated
+import cv2
+
+from .patches import PAD, PATCH, ROT_MARGIN, extract_rotated, rot_margin
 
 SPLITS = ("train", "val")
 
@@ -106,10 +123,11 @@ def sample_positions(candidates: np.ndarray, take: int, orientations: Sequence[i
     return np.repeat(ys, per_position), np.repeat(xs, per_position), angles.astype(np.int32)
 
 
-def inner(mask: np.ndarray) -> np.ndarray:
-    """``mask`` with the :data:`~defocus.patches.ROT_MARGIN` px border cleared."""
+def inner(mask: np.ndarray, margin: int = ROT_MARGIN) -> np.ndarray:
+    """``mask`` with a ``margin`` px border cleared (by default
+    :data:`~defocus.patches.ROT_MARGIN`, what a rotated 41 x 41 patch needs)."""
     out = np.array(mask, dtype=bool)
-    m = ROT_MARGIN
+    m = int(margin)
     out[:m] = out[-m:] = False
     out[:, :m] = out[:, -m:] = False
     return out
@@ -130,7 +148,8 @@ def write_patch_set(
     ----------
     out : folder, created afresh (written under a temporary name, then renamed)
     cells : the plan; ``cell.take`` positions are sampled from each
-    load : ``entry -> (image uint8 (H, W, 3), candidates bool (H, W))``
+    load : ``entry -> (image uint8 (H, W, 3), candidates bool (H, W))``; only
+        candidates at least :data:`~defocus.patches.ROT_MARGIN` px inside are used
     orientations, per_position : see :func:`sample_positions`
     seed : int
         With the plan, fixes every byte of the output.
@@ -158,7 +177,7 @@ def write_patch_set(
     for cell in tqdm(todo, desc=out.name, unit="img", disable=not progress):
         image, candidates = load(cell.entry)
         rng = np.random.default_rng([seed, 13, cell.entry])
-        ys, xs, angles = sample_positions(candidates, cell.take, orientations, per_position, rng)
+        ys, xs, angles = sample_positions(inner(candidates), cell.take, orientations, per_position, rng)
         perm, pos = slots[cell.split]
         idx = perm[pos : pos + len(ys)]
         slots[cell.split][1] = pos + len(ys)
@@ -196,18 +215,24 @@ def iter_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int | None
     shuffled (the file itself is already in shuffled order), so an epoch reads
     the file roughly sequentially and holds one block in memory.
     """
-    n = len(y)
+    return iter_rows((x, y), batch_size, seed, block)
+
+
+def iter_rows(arrays: Sequence[np.ndarray], batch_size: int, seed: int | None = None,
+              block: int = 4096) -> Iterator[tuple[np.ndarray, ...]]:
+    """:func:`iter_batches` for any number of arrays of equal length, shuffled alike."""
+    n = len(arrays[0])
     starts = np.arange(0, n, block)
     rng = np.random.default_rng(seed) if seed is not None else None
     if rng is not None:
         starts = rng.permutation(starts)
     for s in starts:
-        xb, yb = np.asarray(x[s : s + block]), np.asarray(y[s : s + block])
+        rows = [np.asarray(a[s : s + block]) for a in arrays]
         if rng is not None:
-            p = rng.permutation(len(yb))
-            xb, yb = xb[p], yb[p]
-        for b in range(0, len(yb), batch_size):
-            yield xb[b : b + batch_size], yb[b : b + batch_size]
+            p = rng.permutation(len(rows[0]))
+            rows = [r[p] for r in rows]
+        for b in range(0, len(rows[0]), batch_size):
+            yield tuple(r[b : b + batch_size] for r in rows)
 
 
 def allocate(cells: list[Cell], per_label: int, per_position: int, val_fraction: float) -> dict[str, dict[int, int]]:
@@ -237,3 +262,101 @@ def allocate(cells: list[Cell], per_label: int, per_position: int, val_fraction:
                 c.take = int(take)
         result[split] = {lab: equal for lab in labels}
     return result
+
+
+# ---------------------------------------------------------------- tiles (dense training)
+TILE_ARRAYS = ("x", "pos", "w", "y", "meta")
+
+
+def tile_margin(tile: int) -> int:
+    """Border (px) that tile centres keep: a rotated ``tile + 40`` px input must fit."""
+    return rot_margin(tile + 2 * PAD)
+
+
+def cut_tiles(image: np.ndarray, edges: np.ndarray, ys: np.ndarray, xs: np.ndarray, angles: np.ndarray,
+              tile: int, per_tile: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rotated training tiles centred on (ys, xs), and up to ``per_tile`` edge pixels in each.
+
+    Parameters
+    ----------
+    image : ndarray, (H, W, 3), uint8
+    edges : bool ndarray, (H, W)
+        The pixels that carry the tile's label (rotated with the image, nearest neighbour).
+    ys, xs, angles : int arrays, (N,): centres at least :func:`tile_margin` px inside, degrees
+    tile : int, odd
+        Side of the tile's output, px: the tile's input is ``tile + 40`` px.
+    per_tile : int
+        Labelled pixels kept per tile (a random choice when there are more).
+
+    Returns
+    -------
+    x : (N, tile + 40, tile + 40, 3) uint8
+    pos : (N, per_tile, 2) int16, tile-local output pixels, ascending; padding repeats the centre
+    w : (N, per_tile) uint8, 1 where ``pos`` is a labelled pixel
+    """
+    x = extract_rotated(image, ys, xs, angles, size=tile + 2 * PAD)
+    masks = extract_rotated(edges.astype(np.uint8), ys, xs, angles, size=tile, interpolation=cv2.INTER_NEAREST)
+    pos = np.full((len(ys), per_tile, 2), tile // 2, np.int16)
+    w = np.zeros((len(ys), per_tile), np.uint8)
+    for i, m in enumerate(masks):
+        flat = np.flatnonzero(m)
+        if len(flat) > per_tile:
+            flat = np.sort(rng.choice(flat, size=per_tile, replace=False))
+        pos[i, : len(flat), 0], pos[i, : len(flat), 1] = np.divmod(flat, tile)
+        w[i, : len(flat)] = 1
+    return x, pos, w
+
+
+def write_tile_set(out: Path, cells: list[Cell], load: Callable[[int], tuple[np.ndarray, np.ndarray]],
+                   orientations: Sequence[int], tile: int, per_tile: int, seed: int,
+                   progress: bool = True) -> int:
+    """Cut the planned training tiles (``cell.take`` per cell, training cells only) into an
+    existing patch-set folder ``out`` as ``train_tiles_*.npy``, in a seeded shuffled order.
+
+    Every tile is centred on a candidate edge pixel at least :func:`tile_margin` px
+    inside its image, with one orientation drawn from ``orientations``; its labelled
+    pixels are the candidates inside its output (see :func:`cut_tiles`).
+
+    Returns
+    -------
+    n : number of tiles written
+    """
+    if tile < 1 or tile % 2 != 1:
+        raise ValueError(f"tile must be an odd number of px >= 1, got {tile}")
+    if per_tile < 1:
+        raise ValueError(f"tile_edges must be >= 1, got {per_tile}")
+    out = Path(out)
+    todo = [c for c in cells if c.take > 0 and c.split == "train"]
+    n = sum(c.take for c in todo)
+    side = tile + 2 * PAD
+    shapes = {"x": (np.uint8, (n, side, side, 3)), "pos": (np.int16, (n, per_tile, 2)),
+              "w": (np.uint8, (n, per_tile)), "y": (np.uint8, (n,)), "meta": (np.int32, (n, 4))}
+    tmp = {k: out / f".train_tiles_{k}.tmp.npy" for k in TILE_ARRAYS}
+    arrays = {k: np.lib.format.open_memmap(tmp[k], "w+", *shapes[k]) for k in TILE_ARRAYS}
+    perm, at = np.random.default_rng([seed, 17]).permutation(n), 0
+    for cell in tqdm(todo, desc=f"{out.name} tiles", unit="img", disable=not progress):
+        image, candidates = load(cell.entry)
+        rng = np.random.default_rng([seed, 19, cell.entry])
+        ys, xs, angles = sample_positions(inner(candidates, tile_margin(tile)), cell.take, orientations, 1, rng)
+        idx = perm[at : at + len(ys)]
+        at += len(ys)
+        x, pos, w = cut_tiles(image, candidates, ys, xs, angles, tile, per_tile, rng)
+        order = np.argsort(idx)
+        for k, v in (("x", x), ("pos", pos), ("w", w)):
+            arrays[k][idx[order]] = v[order]
+        arrays["y"][idx] = cell.label
+        arrays["meta"][idx] = np.stack([np.full(len(ys), cell.entry), ys, xs, angles], axis=1)
+    for k in TILE_ARRAYS:
+        arrays[k].flush()
+    arrays.clear()
+    for k in TILE_ARRAYS:
+        os.replace(tmp[k], out / f"train_tiles_{k}.npy")
+    return n
+
+
+def open_tiles(folder: str | Path) -> dict[str, np.ndarray] | None:
+    """The training tiles of a patch set, memory-mapped read-only (None if it has none)."""
+    folder = Path(folder)
+    if not (folder / "train_tiles_x.npy").exists():
+        return None
+    return {k: np.load(folder / f"train_tiles_{k}.npy", mmap_mode="r") for k in TILE_ARRAYS}

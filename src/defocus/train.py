@@ -6,6 +6,12 @@ trained B-NET, frozen. Training runs under a ``tf.distribute`` strategy (all
 local GPUs, or several machines when ``TF_CONFIG`` is set), logs every epoch
 with dvclive, and can be killed at any time: Keras' ``BackupAndRestore`` keeps a
 checkpoint at each epoch end and a re-run continues from it.
+
+When the patch set has training tiles (``patches.tile`` > 0), training is
+*dense*: each step runs the network once over a few tiles and takes the loss at
+up to K edge pixels of each (:class:`defocus.dense.DenseTrainer`), which shares
+the computation of neighbouring patches. Validation is on the same 41 x 41
+validation patches either way.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ._tf import keras, tf
-from .patchsets import iter_batches, open_split
+from .patchsets import iter_batches, iter_rows, open_split, open_tiles
 
 
 # ---------------------------------------------------------------- pieces
@@ -30,10 +36,11 @@ def lr_at(epoch: int, lr: float, step: int) -> float:
 
 
 def tolerance_accuracy(y_true, y_pred):
-    """Share of predictions within one class (blur level) of the truth."""
+    """1 where the prediction is within one class (blur level) of the truth, else 0,
+    per sample (Keras averages it, with sample weights if any)."""
     pred = tf.argmax(y_pred, axis=-1, output_type=tf.int32)
-    true = tf.cast(tf.reshape(y_true, [-1]), tf.int32)
-    return tf.reduce_mean(tf.cast(tf.abs(pred - true) <= 1, tf.float32))
+    true = tf.cast(tf.reshape(y_true, tf.shape(pred)), tf.int32)
+    return tf.cast(tf.abs(pred - true) <= 1, tf.float32)
 
 
 def strategy() -> tf.distribute.Strategy:
@@ -46,27 +53,61 @@ def strategy() -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
-def patch_dataset(folder: Path, split: str, batch_size: int, seed: int | None) -> tuple[tf.data.Dataset, int]:
-    """A tf.data pipeline streaming one split of a patch set: float32 patches in [0, 1], labels.
-
-    With a seed, every epoch reads the (already shuffled) file in a different
-    block order (seed + epoch). Returns the dataset and its number of samples.
-    """
-    x, y = open_split(folder, split)
-    n = len(y)
+def _stream(arrays, batch_size: int, seed: int | None, sig) -> tf.data.Dataset:
+    """Batches of rows of memory-mapped arrays; with a seed, every epoch reads the
+    (already shuffled) file in a different block order (seed + epoch)."""
     epoch = [0]
 
     def gen():
         s = None if seed is None else seed + epoch[0]
         epoch[0] += 1
-        yield from iter_batches(x, y, batch_size, seed=s)
+        yield from iter_rows(arrays, batch_size, seed=s)
 
-    sig = (tf.TensorSpec((None, 41, 41, 3), tf.uint8), tf.TensorSpec((None,), tf.uint8))
-    ds = tf.data.Dataset.from_generator(gen, output_signature=sig)
-    ds = ds.map(lambda a, b: (tf.cast(a, tf.float32) / 255.0, tf.cast(b, tf.int32)), num_parallel_calls=tf.data.AUTOTUNE)
+    return tf.data.Dataset.from_generator(gen, output_signature=sig)
+
+
+def _finish(ds: tf.data.Dataset, fn) -> tf.data.Dataset:
+    ds = ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return ds.with_options(options).prefetch(2), n
+    return ds.with_options(options).prefetch(2)
+
+
+def patch_dataset(folder: Path, split: str, batch_size: int, seed: int | None,
+                  as_tiles: bool = False) -> tuple[tf.data.Dataset, int]:
+    """A tf.data pipeline streaming one split of a patch set: float32 patches in [0, 1], labels.
+
+    With ``as_tiles``, the batches are what :class:`~defocus.dense.DenseTrainer`
+    takes: ``((uint8 patches, pos (B, 1, 2) zeros), labels (B, 1))``, a patch being
+    a tile of side 1. Returns the dataset and its number of samples.
+    """
+    x, y = open_split(folder, split)
+    sig = (tf.TensorSpec((None, 41, 41, 3), tf.uint8), tf.TensorSpec((None,), tf.uint8))
+    ds = _stream((x, y), batch_size, seed, sig)
+    if as_tiles:
+        fn = lambda a, b: ((a, tf.zeros((tf.shape(a)[0], 1, 2), tf.int16)), tf.cast(b, tf.int32)[:, None])  # noqa: E731
+    else:
+        fn = lambda a, b: (tf.cast(a, tf.float32) / 255.0, tf.cast(b, tf.int32))  # noqa: E731
+    return _finish(ds, fn), len(y)
+
+
+def tile_dataset(tiles: dict, batch_size: int, seed: int | None) -> tuple[tf.data.Dataset, int, int]:
+    """A tf.data pipeline of training tiles: ``((uint8 tiles, pos), labels (B, K), weights (B, K))``.
+
+    ``batch_size`` counts labelled pixels: a batch holds ``ceil(batch_size / K)`` tiles.
+    Returns the dataset, its number of tiles and its number of labelled pixels.
+    """
+    k = tiles["pos"].shape[1]
+    per_batch = max(1, math.ceil(batch_size / k))
+    side = tiles["x"].shape[1]
+    sig = (tf.TensorSpec((None, side, side, 3), tf.uint8), tf.TensorSpec((None, k, 2), tf.int16),
+           tf.TensorSpec((None, k), tf.uint8), tf.TensorSpec((None,), tf.uint8))
+    ds = _stream([tiles[n] for n in ("x", "pos", "w", "y")], per_batch, seed, sig)
+
+    def fn(x, pos, w, y):
+        return (x, pos), tf.broadcast_to(tf.cast(y, tf.int32)[:, None], tf.shape(w)), tf.cast(w, tf.float32)
+
+    return _finish(ds, fn), len(tiles["y"]), int(np.asarray(tiles["w"], dtype=np.int64).sum())
 
 
 class LiveLogger(keras.callbacks.Callback):
@@ -92,8 +133,10 @@ class LiveLogger(keras.callbacks.Callback):
 
 
 def compile_net(model: keras.Model, lr: float, tolerance: bool) -> None:
+    """Adam, softmax cross-entropy; accuracy (and tolerance accuracy), weighted by the
+    sample weights where there are any (the padding of tiles)."""
     metrics = ["accuracy"] + ([tolerance_accuracy] if tolerance else [])
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=metrics)
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", weighted_metrics=metrics)
 
 
 def fit(model: keras.Model, patches: Path, params: dict, seed: int, live_dir: Path, checkpoint_dir: Path,
@@ -102,6 +145,8 @@ def fit(model: keras.Model, patches: Path, params: dict, seed: int, live_dir: Pa
 
     Parameters
     ----------
+    model : the network, or a :class:`~defocus.dense.DenseTrainer` of it to train
+        on the patch set's tiles (``train_samples`` then counts labelled pixels)
     params : the stage's section: ``epochs``, ``lr``, ``lr_step``, ``batch_size``
     live_dir : dvclive folder (metrics.json, plots/metrics/*.tsv)
     checkpoint_dir : BackupAndRestore folder; a run killed before the end
@@ -116,12 +161,25 @@ def fit(model: keras.Model, patches: Path, params: dict, seed: int, live_dir: Pa
     resuming = checkpoint_dir.exists() and any(checkpoint_dir.iterdir())
     if not resuming:
         shutil.rmtree(live_dir, ignore_errors=True)
+    from .dense import DenseTrainer
+
     batch = int(params["batch_size"])
-    train, n_train = patch_dataset(patches, "train", batch, seed)
-    val, n_val = patch_dataset(patches, "val", batch, None)
+    dense = isinstance(model, DenseTrainer)
+    if dense:
+        tiles = open_tiles(patches)
+        if tiles is None:
+            raise ValueError(f"{patches}: no training tiles (train_tiles_*.npy) for dense training")
+        train, n_tiles, n_train = tile_dataset(tiles, batch, seed)
+        if not model.built:  # BackupAndRestore wants a built model; the call creates no variables
+            side, k = tiles["x"].shape[1], tiles["pos"].shape[1]
+            model((np.zeros((1, side, side, 3), np.uint8), np.zeros((1, k, 2), np.int16)))
+        steps = math.ceil(n_tiles / math.ceil(batch / tiles["pos"].shape[1]))
+    else:
+        train, n_train = patch_dataset(patches, "train", batch, seed)
+        steps = math.ceil(n_train / batch)
+    val, n_val = patch_dataset(patches, "val", batch, None, as_tiles=dense)
     if n_train == 0:
         raise ValueError(f"{patches}: the training split is empty")
-    steps = math.ceil(n_train / batch)
     val_steps = math.ceil(n_val / batch) if n_val else None
     live = Live(str(live_dir), resume=resuming, dvcyaml=None, save_dvc_exp=False, report=None)
     schedule = keras.callbacks.LearningRateScheduler(lambda e, _lr: lr_at(e, params["lr"], params["lr_step"]))
@@ -135,7 +193,8 @@ def fit(model: keras.Model, patches: Path, params: dict, seed: int, live_dir: Pa
     )
     live.end()
     summary = {k: float(v[-1]) for k, v in hist.history.items() if k.startswith("val_")}
-    summary.update(train_samples=n_train, val_samples=n_val, epochs=int(params["epochs"]),
+    summary.update(mode="dense" if dense else "patch", train_samples=n_train, val_samples=n_val,
+                   epochs=int(params["epochs"]),
                    seconds=round(time.perf_counter() - t0, 1),
                    samples_per_second=round(timer.rate(), 1) if timer.rate() else None)
     return summary
