@@ -242,23 +242,23 @@ def test_gather_from_a_mirror(tmp_path, mirror):
     coco = manifest["coco"]
     assert coco["status"] == "ok" and coco["comparable"] is True
     assert coco["source"] == f"mirror {mirror / 'sharp' / 'coco'}"
-    assert coco["files"] == [{"file": "a.jpg"}, {"file": "c.jpg"}]
-    assert coco["heldout"] == [{"file": "d.jpg"}]
+    assert coco["files"] == [{"file": "c.jpg"}, {"file": "d.jpg"}]
+    assert coco["heldout"] == [{"file": "a.jpg"}]  # held-out files first: the same whatever the training size
     assert len(coco["skipped"]) == 1 and "b.jpg" in coco["skipped"][0]
-    for name in ("a.jpg", "c.jpg"):
+    for name in ("c.jpg", "d.jpg"):
         assert (out / "coco" / name).read_bytes() == (mirror / "sharp" / "coco" / name).read_bytes()
-    assert (out / "heldout" / "coco" / "d.jpg").read_bytes() == (mirror / "sharp" / "coco" / "d.jpg").read_bytes()
-    assert sorted(p.name for p in (out / "coco").iterdir()) == ["a.jpg", "c.jpg"]
+    assert (out / "heldout" / "coco" / "a.jpg").read_bytes() == (mirror / "sharp" / "coco" / "a.jpg").read_bytes()
+    assert sorted(p.name for p in (out / "coco").iterdir()) == ["c.jpg", "d.jpg"]
     il = manifest["ilsvrc"]
-    assert il["files"] == [{"file": "n1.JPEG"}, {"file": "n2.jpg"}] and il["heldout"] == [{"file": "n3.JPEG"}]
+    assert il["files"] == [{"file": "n2.jpg"}, {"file": "n3.JPEG"}] and il["heldout"] == [{"file": "n1.JPEG"}]
     assert il["skipped"] == []
     sal = manifest["salient"]
-    assert sal["files"] == [{"images": "images/s1.jpg", "masks": "masks/s1.png"},
-                            {"images": "images/s2.jpg", "masks": "masks/s2.png"}]
-    assert sal["heldout"] == [{"images": "images/s3.jpg", "masks": "masks/s3.png"}]
+    assert sal["files"] == [{"images": "images/s2.jpg", "masks": "masks/s2.png"},
+                            {"images": "images/s3.jpg", "masks": "masks/s3.png"}]
+    assert sal["heldout"] == [{"images": "images/s1.jpg", "masks": "masks/s1.png"}]
     src = mirror / "salient" / "duts-te"
     assert (out / "salient" / "masks" / "s2.png").read_bytes() == (src / "masks" / "s2.png").read_bytes()
-    assert (out / "heldout" / "salient" / "images" / "s3.jpg").read_bytes() == (src / "images" / "s3.jpg").read_bytes()
+    assert (out / "heldout" / "salient" / "images" / "s1.jpg").read_bytes() == (src / "images" / "s1.jpg").read_bytes()
     dbd = manifest["dbd"]  # all of it, nothing held out
     assert dbd["status"] == "ok" and dbd["heldout"] == []
     assert dbd["files"] == [{"images": "images/d1.jpg", "gt": "gt/d1.png"},
@@ -268,11 +268,11 @@ def test_gather_from_a_mirror(tmp_path, mirror):
     assert not (out / "rtf").exists() and not downloads.exists()
     # the pools read back what was copied, sources interleaved
     pool = sharp_pool(out, manifest)
-    assert [i for i, _ in pool] == ["coco/a", "ilsvrc/n1", "coco/c", "ilsvrc/n2"]
+    assert [i for i, _ in pool] == ["coco/c", "ilsvrc/n2", "coco/d", "ilsvrc/n3"]
     assert all(p.is_file() for _, p in pool)
-    assert [i for i, _ in sharp_pool(out, manifest, heldout=True)] == ["coco/d", "ilsvrc/n3"]
+    assert [i for i, _ in sharp_pool(out, manifest, heldout=True)] == ["coco/a", "ilsvrc/n1"]
     held = salient_pool(out, manifest, heldout=True)
-    assert [(i, p.name, m.name) for i, p, m in held] == [("salient/s3", "s3.jpg", "s3.png")]
+    assert [(i, p.name, m.name) for i, p, m in held] == [("salient/s1", "s1.jpg", "s1.png")]
     assert all(p.is_file() and m.is_file() for _, p, m in held)
     # a grey JPEG is a usable photo (the loader makes it RGB) and is copied as it is
     assert load_image(out / "ilsvrc" / "n2.jpg").shape == (64, 72, 3)
@@ -320,10 +320,10 @@ def test_gather_from_a_url(tmp_path, server):
     sal = manifest["salient"]
     assert sal["status"] == "ok" and sal["comparable"] is True
     assert sal["source"] == f"url {server.url}/duts.zip"
-    assert sal["files"] == [{"images": "images/t1.jpg", "masks": "masks/t1.png"},
-                            {"images": "images/t2.jpg", "masks": "masks/t2.png"}]
-    assert sal["heldout"] == [{"images": "images/t3.jpg", "masks": "masks/t3.png"}]
-    for stem, base in (("t1", out / "salient"), ("t2", out / "salient"), ("t3", out / "heldout" / "salient")):
+    assert sal["files"] == [{"images": "images/t2.jpg", "masks": "masks/t2.png"},
+                            {"images": "images/t3.jpg", "masks": "masks/t3.png"}]
+    assert sal["heldout"] == [{"images": "images/t1.jpg", "masks": "masks/t1.png"}]
+    for stem, base in (("t2", out / "salient"), ("t3", out / "salient"), ("t1", out / "heldout" / "salient")):
         assert (base / "images" / f"{stem}.jpg").read_bytes() == members[stem][0]
         assert (base / "masks" / f"{stem}.png").read_bytes() == members[stem][1]
     assert (downloads / "salient-duts.zip").read_bytes() == archive
@@ -362,7 +362,7 @@ def test_gather_two_urls_with_the_same_file_name(tmp_path, server):
     params = _params("", **{**NO_URLS, "coco": server.url + "/a/data.zip", "salient": server.url + "/b/data.zip"})
     # no checksums recorded (the default for URLs set in params.yaml): with them, fetch would re-download
     manifest = gather(params, tmp_path / "raw", tmp_path / "downloads", progress=False)
-    assert [r["file"] for r in manifest["coco"]["files"]] == ["c0.jpg", "c1.jpg"]
+    assert [r["file"] for r in manifest["coco"]["files"]] == ["c1.jpg", "c2.jpg"]
     assert len(manifest["salient"]["files"]) == 2
 
 def test_unpack_rejects_unsafe_paths_and_non_archives(tmp_path):

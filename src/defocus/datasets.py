@@ -300,8 +300,10 @@ def gather(params: dict, out: Path, downloads: Path, progress: bool = True) -> d
                 keep.append(rec)
         if skipped:
             warnings.warn(f"{name}: skipped {len(skipped)} unreadable file(s):\n  " + "\n  ".join(skipped), stacklevel=2)
-        train = keep if n_train is None else keep[:n_train]
-        held = [] if n_train is None else keep[n_train:]
+        # the held-out files come first, so that they stay the same whatever the training size
+        # (a dataset too short for both fills the training share first)
+        n_h = 0 if n_train is None else min(n_held, max(0, len(keep) - n_train))
+        held, train = keep[:n_h], keep[n_h:]
         manifest[name] = {
             "status": "ok", "source": source, "comparable": True,
             "files": copy_records(train, out / name),
