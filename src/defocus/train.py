@@ -158,11 +158,21 @@ def fit(model: keras.Model, patches: Path, params: dict, seed: int, live_dir: Pa
     """
     from dvclive import Live
 
-    resuming = checkpoint_dir.exists() and any(checkpoint_dir.iterdir())
-    if not resuming:
-        shutil.rmtree(live_dir, ignore_errors=True)
     from .dense import DenseTrainer
 
+    # a checkpoint left by a run with other settings or data (or the other mode) is not resumed
+    stamp = json.dumps({"mode": "dense" if isinstance(model, DenseTrainer) else "patch", "params": params,
+                        "seed": seed, "data": sorted((f.name, f.stat().st_size) for f in Path(patches).glob("*.npy"))},
+                       sort_keys=True, default=str)
+    stamp_file = Path(checkpoint_dir) / "run.json"
+    if checkpoint_dir.exists() and (not stamp_file.exists() or stamp_file.read_text() != stamp):
+        print(f"{checkpoint_dir}: checkpoint of a run with other settings or data: starting afresh", flush=True)
+        shutil.rmtree(checkpoint_dir)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    stamp_file.write_text(stamp)
+    resuming = any(f.name != "run.json" for f in checkpoint_dir.iterdir())
+    if not resuming:
+        shutil.rmtree(live_dir, ignore_errors=True)
     batch = int(params["batch_size"])
     dense = isinstance(model, DenseTrainer)
     if dense:
@@ -192,6 +202,7 @@ def fit(model: keras.Model, patches: Path, params: dict, seed: int, live_dir: Pa
         verbose=2 if progress else 0,
     )
     live.end()
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)  # finished: nothing to resume
     summary = {k: float(v[-1]) for k, v in hist.history.items() if k.startswith("val_")}
     summary.update(mode="dense" if dense else "patch", train_samples=n_train, val_samples=n_val,
                    epochs=int(params["epochs"]),

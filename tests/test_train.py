@@ -1,0 +1,86 @@
+"""The training loop on a small patch set: per patch and dense (tiles), plus the training benchmark."""
+
+import json
+
+import numpy as np
+import pytest
+
+from defocus.patchsets import Cell, write_patch_set, write_tile_set
+
+ORIENTATIONS = (0, -90, -30, 60, 135, 180)
+
+
+@pytest.fixture(scope="module")
+def patch_set(tmp_path_factory):
+    """Three classes of random-texture images blurred by different amounts, with patches and 9 px tiles."""
+    import cv2
+
+    rng = np.random.default_rng(3)
+    images, masks = [], []
+    for i in range(6):
+        img = rng.integers(0, 256, (110, 120, 3), dtype=np.uint8)
+        k = 2 * (i % 3) + 1
+        images.append(cv2.GaussianBlur(img, (0, 0), k) if i % 3 else img)
+        masks.append(rng.random((110, 120)) < 0.1)
+    load = lambda e: (images[e], masks[e])  # noqa: E731
+    cells = [Cell(entry=e, split="train" if e < 3 else "val", label=e % 3, take=6) for e in range(6)]
+    folder = tmp_path_factory.mktemp("patches") / "bnet"
+    write_patch_set(folder, cells, load, ORIENTATIONS, 2, seed=0, progress=False)
+    write_tile_set(folder, cells, load, ORIENTATIONS, tile=9, per_tile=8, seed=0, progress=False)
+    return folder
+
+
+@pytest.mark.parametrize("mode", ["patch", "dense"])
+def test_fit_both_modes(patch_set, tmp_path, mode):
+    from defocus import nets
+    from defocus._tf import keras
+    from defocus.dense import DenseTrainer
+    from defocus.train import compile_net, fit
+
+    keras.utils.set_random_seed(0)
+    net = nets.build_bnet()
+    model = DenseTrainer(net) if mode == "dense" else net
+    compile_net(model, 1e-3, tolerance=True)
+    before = [w.copy() for w in net.get_weights()]
+    params = {"epochs": 2, "lr": 1e-3, "lr_step": 1, "batch_size": 32}
+    summary = fit(model, patch_set, params, 0, tmp_path / "live", tmp_path / "ckpt", tolerance=True, progress=False)
+    w = np.load(patch_set / "train_tiles_w.npy")
+    assert summary["mode"] == mode
+    assert summary["train_samples"] == (int(w.sum()) if mode == "dense" else 36)
+    assert summary["val_samples"] == 36 and summary["epochs"] == 2
+    assert 0 <= summary["val_accuracy"] <= summary["val_tolerance_accuracy"] <= 1
+    assert summary["samples_per_second"] > 0
+    assert any(not np.array_equal(a, b) for a, b in zip(before, net.get_weights()))  # the network itself trained
+    metrics = json.loads((tmp_path / "live" / "metrics.json").read_text())
+    assert metrics["step"] == 1 and metrics["learning_rate"] == pytest.approx(1e-4)
+    assert not (tmp_path / "ckpt").exists() or not any((tmp_path / "ckpt").iterdir())
+
+
+def test_bench_train(patch_set, tmp_path, capsys):
+    from defocus.cli import main
+
+    out = tmp_path / "bench_train.json"
+    assert main(["bench-train", "--patches", str(patch_set), "--steps", "2", "--batch-size", "32",
+                 "--precision", "float32", "--out", str(out)]) == 0
+    rep = json.loads(out.read_text())
+    assert rep["tile"] == 9 and rep["tile_edges"] == 8 and rep["network"] == "bnet"
+    assert 32 < rep["patch"]["samples"] <= 64  # 2 steps of up to 32 patches (an epoch ends with a short one)
+    assert 0 < rep["dense"]["samples"] <= 2 * 4 * 8  # 2 steps of 4 tiles, up to 8 labelled pixels each
+    assert rep["speedup"] == pytest.approx(rep["dense"]["samples_per_s"] / rep["patch"]["samples_per_s"])
+    assert "samples/s" in capsys.readouterr().out
+    assert main(["bench-train", "--patches", str(tmp_path / "none"), "--out", str(out)]) == 2
+
+
+def test_fit_discards_a_checkpoint_of_other_settings(patch_set, tmp_path, capsys):
+    from defocus import nets
+    from defocus.train import compile_net, fit
+
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "latest.weights.h5").write_bytes(b"left by a run in the other mode")
+    net = nets.build_bnet()
+    compile_net(net, 1e-3, tolerance=True)
+    params = {"epochs": 1, "lr": 1e-3, "lr_step": 1, "batch_size": 32}
+    summary = fit(net, patch_set, params, 0, tmp_path / "live", ckpt, tolerance=True, progress=False)
+    assert summary["epochs"] == 1 and "starting afresh" in capsys.readouterr().out
+    assert not ckpt.exists()
