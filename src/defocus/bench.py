@@ -148,7 +148,12 @@ def main(args, model) -> int:
     rtf = args.rtf or config.shared_dir() / "data" / "rtf"
     large = None if args.large == "0" else tuple(int(v) for v in args.large.lower().split("x"))
     report = bench(model, rtf, repeat=args.repeat, large=large, patch=not args.no_patch)
-    report["command"] = "defocus bench " + " ".join(args.argv)
+    return _write_report(report, "bench", args)
+
+
+def _write_report(report: dict, command: str, args) -> int:
+    """Record the command line in ``report`` and write it as JSON to ``args.out``."""
+    report["command"] = f"defocus {command} " + " ".join(args.argv)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
@@ -209,15 +214,6 @@ def train_bench(patches: Path, batch_size: int = 256, steps: int = 30, precision
 
 
 def train_main(args) -> int:
-    """``defocus bench-train`` with parsed ``args``."""
-    try:
-        report = train_bench(args.patches, batch_size=args.batch_size, steps=args.steps, precision=args.precision)
-    except (ValueError, OSError) as exc:
-        print(f"defocus bench-train: error: {exc}", flush=True)
-        return 2
-    report["command"] = "defocus bench-train " + " ".join(args.argv)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out}")
-    return 0
+    """``defocus bench-train`` with parsed ``args`` (raises ValueError / OSError on a bad patch set)."""
+    report = train_bench(args.patches, batch_size=args.batch_size, steps=args.steps, precision=args.precision)
+    return _write_report(report, "bench-train", args)

@@ -188,7 +188,11 @@ def _add_bench(sub) -> None:
 def cmd_bench_train(args) -> int:
     from .bench import train_main
 
-    return train_main(args)
+    try:
+        return train_main(args)
+    except (ValueError, OSError) as exc:
+        _error(str(exc))
+        return 2
 
 
 def _add_bench_train(sub) -> None:
