@@ -2,14 +2,15 @@
 
 Usage: python scripts/ship_model.py [SOURCE (data/models/pipeline)] [DEST (models/default)]
 
-Copies the model folder (weights + model.json with params, data counts, commit and
-validation metrics) and adds to model.json its RTF raw MAE (psi = 20, all pixels)
+Copies the model folder (weights + model.json with params, data counts, machine and
+validation metrics) and adds to model.json the commit it was shipped from, its RTF raw MAE (psi = 20, all pixels)
 with Canny edges and, when the published reference is present, with the authors'
 edge maps, and the same figures for the published weights, measured in this run.
 """
 
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -50,6 +51,9 @@ def main(src: str = "data/models/pipeline", dest: str = "models/default") -> int
     shutil.copytree(src, tmp)
     info = json.loads((tmp / "model.json").read_text())
     info["rtf"] = result
+    # the pipeline's own model.json has no commit id (a DVC output cannot name the commit that holds it)
+    info["shipped_from_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True,
+                                                 text=True).stdout.strip() or None
     (tmp / "model.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)

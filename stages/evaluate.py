@@ -2,7 +2,7 @@
 
 Usage: python stages/evaluate.py table1|table2|fig9|gallery
 
-* ``table1``: blur-map MAE on RTF (raw and relative), seconds per image.
+* ``table1``: blur-map MAE on RTF (raw and relative).
 * ``table2``: non-blind deblurring driven by each blur map, PSNR / SSIM.
 * ``fig9``: blur detection by thresholding each map, precision-recall, best accuracy.
 * ``gallery``: Fig. 7-like maps side by side, Fig. 6-like E-NET edge figure.
@@ -47,23 +47,21 @@ def table1(params) -> None:
     crop = int(p["crop_right"])
     conv_path = RAW / "rtf" / "convertion.mat"
     conv = metrics.load_conversion(conv_path) if conv_path.is_file() else None
-    head = ["method", "raw MAE +- STD (px)", "relative MAE", "s / image", *[it.name for it in items]]
+    head = ["method", "raw MAE +- STD (px)", "relative MAE", *[it.name for it in items]]
     gts = [load_radius(it) for it in items]
-    times = report.load_times()
     rows, out = [], {}
     for m in METHODS:
         if not items or not all(report.available(m, it) for it in items):
-            rows.append([m.label, "unavailable", "", "", *["" for _ in items]])
+            rows.append([m.label, "unavailable", "", *["" for _ in items]])
             out[m.key] = {"available": False}
             continue
         maps = [report.load_map(m, it) for it in items]
         raw = [metrics.raw_mae(e, g, crop_right=crop) for e, g in zip(maps, gts, strict=True)]
         rel = ([metrics.relative_mae(e, g, conv, crop_right=crop) for e, g in zip(maps, gts, strict=True)]
                if conv is not None else [math.nan])
-        sec = [report.seconds(m, it, times) for it in items]
         label = m.label + (f", psi = {psi:g}" if m.key in ("ours", "published") else "")
         rows.append([label, f"{np.mean(raw):.3f} +- {np.std(raw):.3f}", fmt(float(np.mean(rel))),
-                     fmt(float(np.median(sec)), 2), *[f"{x:.3f}" for x in raw]])
+                     *[f"{x:.3f}" for x in raw]])
         out[m.key] = {"available": True, "raw_mae": round(float(np.mean(raw)), 4),
                       "raw_mae_std": round(float(np.std(raw)), 4),
                       "relative_mae": round(float(np.mean(rel)), 4) if conv is not None else None,
@@ -74,8 +72,8 @@ def table1(params) -> None:
                 + ", averaged over scenes; +- is the STD over scenes. Relative MAE (DMENet protocol): both maps "
                 "converted to Gaussian sigma with RTF's convertion.mat, clipped to [0, 3.275], divided by 3.275. "
                 f"Canny edges (the pipeline's parameters) for every method; psi = {psi:g} unless the row says "
-                "otherwise. Seconds: median per image on this machine (CPU), edges + networks + propagation; "
-                "'without E-NET' counts B-NET on every edge (its E-NET pass is included, so it is an upper bound).\n")
+                "otherwise. Seconds per image are not part of this table (they differ from run to run): "
+                "`defocus summary` prints them from this run's log, reports/timings/.\n")
     paper = markdown_table(["method (quoted from the paper, 22 RTF scenes)", "raw MAE +- STD", "relative MAE", "s / image"],
                            [[n, f"{a:.3f}" + (f" +- {s:.3f}" if s is not None else ""), f"{r:.3f}", t]
                             for n, a, s, r, t in report.PAPER_TABLE_I])

@@ -4,7 +4,8 @@
 Writes one label image per image and model (``defocus.evalsets.encode_labels``):
 E-NET's pattern/depth decision and B-NET's level at *every* edge pixel, so the
 "no E-NET" ablation needs no second run. Seconds per image go to
-reports/eval/times_infer.json: ``edges``, ``enet``, ``bnet`` (the pipeline as
+reports/timings/times_infer.json (a run log, not a DVC output: timings differ
+from run to run): ``edges``, ``enet``, ``bnet`` (the pipeline as
 `defocus estimate` runs it: B-NET on pattern edges only) and ``bnet_all_edges``.
 """
 
@@ -26,7 +27,7 @@ from defocus.params import load_params
 from defocus.weights import load_model, load_published
 
 RAW, TEST, OUT = Path("data/raw"), Path("data/synth/test"), Path("data/eval/labels")
-TIMES = Path("reports/eval/times_infer.json")
+TIMES = Path("reports/timings/times_infer.json")
 
 
 def models() -> dict:

@@ -14,7 +14,7 @@ re-runs it) -> data/eval/baselines/:
 * ``zhuo_sim``: Zhuo & Sim 2011 (Gaussian sigma, converted to disk radius with
   RTF's ``convertion.mat``; unavailable without it).
 
-Seconds per image go to reports/eval/times_<which>.json.
+Seconds per image go to reports/timings/times_<which>.json (a run log, not a DVC output).
 """
 
 import shutil
@@ -98,7 +98,7 @@ def main(which: str) -> int:
             save_npy(tmp / name / it.set / f"{it.name}.npy", blur)
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
-    save_json(Path(f"reports/eval/times_{which}.json"), times)
+    save_json(Path(f"reports/timings/times_{which}.json"), times)  # a run log, not a DVC output
     print(f"{which}: {len(items)} images x {len(todo)} methods ({', '.join(todo)})")
     return 0
 

@@ -4,14 +4,17 @@ Usage: python stages/train.py bnet|enet
 """
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from defocus._tf import keras, tf
-from defocus import nets
+from defocus import hardware
+
+hardware.use_kernels("train")  # before TensorFlow loads: the kernels measured fastest for training here
+
+from defocus._tf import gpu_capabilities, keras, onednn_enabled, tf  # noqa: E402
+from defocus import nets  # noqa: E402
 from defocus.dense import DenseTrainer
 from defocus.patchsets import open_tiles
 from defocus.params import load_params
@@ -20,14 +23,39 @@ from defocus.images import save_json
 from defocus.weights import save_model
 
 MODELS = Path("data/models")
+MACHINE = Path("reports/machine.json")
+
+
+def machine_for(stage: str, requested: str) -> dict:
+    """This machine as the machine stage recorded it, with the precision ``stage`` trains in.
+
+    Stops with a message if reports/machine.json describes another machine (the
+    stage was run outside ``dvc repro``, which runs the machine stage first).
+    """
+    gpus = gpu_capabilities()
+    here = hardware.describe({stage: hardware.resolve_precision(requested, gpu_capabilities=gpus)}, gpus=gpus)
+    recorded = json.loads(MACHINE.read_text()) if MACHINE.exists() else {}
+    if {k: recorded.get(k) for k in here if k != "precision"} != {k: v for k, v in here.items() if k != "precision"} \
+            or recorded.get("precision", {}).get(stage) != here["precision"][stage]:
+        raise SystemExit(f"{stage}: {MACHINE} describes another machine or precision ({recorded}); "
+                         f"this one is {here}: run `dvc repro`, which re-runs the machine stage first")
+    if here["onednn"]["train"] != onednn_enabled():
+        raise SystemExit(f"{stage}: TensorFlow loaded with oneDNN {'on' if onednn_enabled() else 'off'}, "
+                         f"expected {'on' if here['onednn']['train'] else 'off'}")
+    return {"cpu_kind": here["cpu_kind"], "backend": here["backend"], "onednn": onednn_enabled(),
+            "gpus": here["gpus"], "precision": here["precision"][stage]}
 
 
 def main(net: str) -> int:
     params = load_params()
     p, seed = params[f"train_{net}"], params["seed"]
+    machine = machine_for(f"train_{net}", p["precision"])
+    p = dict(p, precision=machine["precision"])  # resolved: a checkpoint of another precision is not resumed
+    print(f"train_{net}: precision {machine['precision']} (asked: {p['precision']}), {machine['cpu_kind']}, "
+          f"oneDNN {'on' if machine['onednn'] else 'off'}, {len(machine['gpus'])} GPU(s)", flush=True)
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-    keras.mixed_precision.set_global_policy(p["precision"])
+    keras.mixed_precision.set_global_policy(machine["precision"])
     with strategy().scope():
         if net == "bnet":
             model = nets.build_bnet(dropout=p["dropout"])
@@ -43,6 +71,10 @@ def main(net: str) -> int:
     summary = fit(trainee, Path(f"data/patches/{net}"), p, seed, Path(f"reports/train/{net}"),
                   Path(f"data/checkpoints/{net}"), tolerance=(net == "bnet"), progress=True)
     keras.mixed_precision.set_global_policy("float32")
+    # timings differ from run to run: they go to the run log, not to the summary DVC hashes
+    timing = {k: summary.pop(k) for k in ("seconds", "samples_per_second")}
+    save_json(Path(f"reports/timings/train_{net}.json"), dict(timing, machine=machine))
+    summary["machine"] = machine
     if net == "bnet":
         out = MODELS / "bnet.weights.h5"
         tmp = out.with_name(".bnet.tmp.weights.h5")
@@ -52,17 +84,18 @@ def main(net: str) -> int:
     else:
         if any(not np.array_equal(a, b) for a, b in zip(f1_before, nets.f1_of(model).get_weights())):
             raise SystemExit("train_enet: f1-NET weights changed while frozen")
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip() or None
         data = {n: json.loads(Path(f"reports/data/patches_{n}.json").read_text()) for n in ("bnet", "enet")}
         bnet_summary = json.loads(Path("reports/train/bnet_summary.json").read_text())
         save_model(MODELS / "pipeline", bnet, model, {
-            "trained_by": "defocus pipeline (dvc repro)", "commit": commit,
+            "trained_by": "defocus pipeline (dvc repro)",
             "params": {k: params[k] for k in ("seed", "split", "synth_bnet", "synth_enet", "patches", "train_bnet", "train_enet")},
             "data": {n: {"patches": d["patches"], "per_class": d["per_class"]} for n, d in data.items()},
-            "validation": {"bnet": bnet_summary, "enet": summary},
+            "validation": {n: {k: v for k, v in d.items() if k != "machine"}
+                           for n, d in (("bnet", bnet_summary), ("enet", summary))},
+            "machine": {"bnet": bnet_summary.get("machine"), "enet": machine},
         })
     save_json(Path(f"reports/train/{net}_summary.json"), summary)
-    print(f"train_{net}: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
+    print(f"train_{net}: " + ", ".join(f"{k} {v}" for k, v in {**summary, **timing}.items() if k != "machine"))
     return 0
 
 

@@ -72,11 +72,11 @@ def test_eval_images_missing_sets(tmp_path):
 
 def test_seconds_add_network_and_propagation(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "reports" / "eval").mkdir(parents=True)
+    (tmp_path / "reports" / "timings").mkdir(parents=True)
     net = {"edges": 0.1, "enet": 0.5, "bnet": 0.2, "bnet_all_edges": 0.9}
-    (tmp_path / "reports/eval/times_infer.json").write_text(json.dumps({"ours": {"rtf": {"x": net}}}))
-    (tmp_path / "reports/eval/times_main.json").write_text(json.dumps({"ours": {"rtf": {"x": 0.25}}}))
-    (tmp_path / "reports/eval/times_baselines.json").write_text(
+    (tmp_path / "reports/timings/times_infer.json").write_text(json.dumps({"ours": {"rtf": {"x": net}}}))
+    (tmp_path / "reports/timings/times_main.json").write_text(json.dumps({"ours": {"rtf": {"x": 0.25}}}))
+    (tmp_path / "reports/timings/times_baselines.json").write_text(
         json.dumps({"no_enet": {"rtf": {"x": 0.3}}, "zhuo_sim": {"rtf": {"x": 4.0}}}))
     from defocus.evalsets import EvalImage
 

@@ -26,8 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def _run(cmd, cwd, **kw):
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+def _run(cmd, cwd, env_extra=None, **kw):
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", **(env_extra or {}))
     res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, **kw)
     if res.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({res.returncode}):\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}")
@@ -35,7 +35,8 @@ def _run(cmd, cwd, **kw):
 
 
 def _ran(output: str) -> list[str]:
-    return re.findall(r"Running stage '([\w-]+)'", output)
+    """The stages that ran, less ``machine`` (always runs; what it writes decides the rest)."""
+    return [s for s in re.findall(r"Running stage '([\w-]+)'", output) if s != "machine"]
 
 
 def _out_hashes(repo: Path) -> dict[str, str]:
@@ -106,7 +107,11 @@ def test_repro_tiny_profile(tiny_repo):
 
     # training: learning curves and metrics for both networks, a loadable model
     out = _run(["dvc", "repro", "train_enet"], tiny_repo, timeout=900)
-    assert _ran(out) == TRAIN_STAGES
+    assert _ran(out) == TRAIN_STAGES and "Running stage 'machine'" in out
+    machine = json.loads((tiny_repo / "reports/machine.json").read_text())
+    from defocus import hardware
+
+    assert machine["precision"]["train_bnet"] == hardware.resolve_precision("auto")  # params say auto
     shown = _run(["dvc", "metrics", "show"], tiny_repo)
     for net in ("bnet", "enet"):
         assert f"reports/train/{net}/metrics.json" in shown
@@ -117,7 +122,18 @@ def test_repro_tiny_profile(tiny_repo):
 
     model = load_model(tiny_repo / "data/models/pipeline")
     assert model.meta["data"]["bnet"]["patches"]["train"] > 0
+    assert model.meta["machine"]["enet"]["precision"] == machine["precision"]["train_enet"]
+    assert json.loads((tiny_repo / "reports/train/bnet_summary.json").read_text())["machine"]["cpu_kind"] == \
+        machine["cpu_kind"]
     assert _ran(_run(["dvc", "repro", "train_enet"], tiny_repo)) == []
+
+    # a machine that resolves differently (here: the other oneDNN setting) re-runs training
+    other = {"TF_ENABLE_ONEDNN_OPTS": "0" if hardware.onednn_choice("train") else "1"}
+    _run(["dvc", "repro", "machine"], tiny_repo, env_extra=other)
+    status = _run(["dvc", "status", "train_bnet", "train_enet"], tiny_repo)
+    assert "modified:" in status and "reports/machine.json" in status, status
+    _run(["dvc", "repro", "machine"], tiny_repo)
+    assert "up to date" in _run(["dvc", "status", "train_bnet", "train_enet"], tiny_repo)
 
     # forced re-run: byte-identical outputs
     before = _out_hashes(tiny_repo)

@@ -49,6 +49,20 @@ class PeakRSS:
         self.peak = max(self.peak, self._now())
 
 
+def machine_facts() -> dict:
+    """The CPU (model, kind, the flags that choose kernels and precision), cores and versions."""
+    from . import hardware
+    from ._tf import tf
+
+    model, flags = hardware.cpu_info()
+    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", *hardware.BF16_FLAGS)
+    return {"cpu_model": model, "cpu_kind": hardware.cpu_kind(flags), "cpu_flags": [f for f in wanted if f in flags],
+            "cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+            "tensorflow": tf.__version__,
+            "tf_threads": [tf.config.threading.get_intra_op_parallelism_threads(),
+                           tf.config.threading.get_inter_op_parallelism_threads()]}
+
+
 def _run(image, model, method: str) -> dict:
     """One full estimate (Canny edges, psi = 100) with per-stage seconds."""
     seconds: dict = {}
@@ -85,16 +99,15 @@ def _large_image(rtf_images, size) -> np.ndarray:
 
 def bench(model, rtf_dir: Path | None, repeat: int = 5, large=(4000, 3000), patch: bool = True, log=print) -> dict:
     """Time both paths; return the report (also printed through ``log``)."""
-    from ._tf import tf
+    from ._tf import onednn_enabled
     from .images import load_image
 
     report = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "tensorflow": tf.__version__,
-                    "tf_threads": [tf.config.threading.get_intra_op_parallelism_threads(),
-                                   tf.config.threading.get_inter_op_parallelism_threads()]},
+        "machine": dict(machine_facts(), onednn=onednn_enabled()),
         "model": model.source, "tile": DEFAULT_TILE, "batch_size": DEFAULT_BATCH, "repeat": repeat, "rtf": [],
     }
+    m = report["machine"]
+    log(f"{m['cpu_model']} ({m['cpu_kind']}), {m['cpus']} cores, oneDNN {'on' if m['onednn'] else 'off'}")
     paths = sorted(Path(rtf_dir).glob("image_*.png")) if rtf_dir and Path(rtf_dir).is_dir() else []
     images = [load_image(p) for p in paths]
     if not paths:
@@ -162,7 +175,7 @@ def _write_report(report: dict, command: str, args) -> int:
 
 
 # ---------------------------------------------------------------- training throughput
-def train_bench(patches: Path, batch_size: int = 256, steps: int = 30, precision: str = "mixed_bfloat16",
+def train_bench(patches: Path, batch_size: int = 256, steps: int = 30, precision: str = "auto",
                 log=print) -> dict:
     """Training samples per second of B-NET (or E-NET), per patch and dense, in one run.
 
@@ -170,9 +183,9 @@ def train_bench(patches: Path, batch_size: int = 256, steps: int = 30, precision
     ``steps`` steps of ``batch_size`` samples (labelled edge pixels), after 3
     warm-up steps that trace the graphs; a sample is one labelled edge pixel.
     """
-    from ._tf import keras, tf
-    from . import nets
-    from .dense import DenseTrainer
+    from ._tf import gpu_capabilities, keras, onednn_enabled, tf
+    from . import hardware, nets
+    from .dense import DenseTrainer, _conv, trainable_conv
     from .patchsets import open_tiles
     from .train import compile_net, patch_dataset, tile_dataset
 
@@ -182,10 +195,16 @@ def train_bench(patches: Path, batch_size: int = 256, steps: int = 30, precision
         raise ValueError(f"{patches}: no training tiles (train_tiles_*.npy); set patches.tile > 0 and run dvc repro")
     n_classes = int(np.load(patches / "val_y.npy", mmap_mode="r").max()) + 1 if (patches / "val_y.npy").exists() else 23
     build = nets.build_bnet if n_classes > 2 else nets.build_enet
-    keras.mixed_precision.set_global_policy(precision)
-    report = {"patches": str(patches), "batch_size": batch_size, "steps": steps, "precision": precision,
-              "network": "bnet" if n_classes > 2 else "enet", "tile": int(tiles["x"].shape[1]) - 40,
-              "tile_edges": int(tiles["pos"].shape[1]), "cpus": os.cpu_count(), "tensorflow": tf.__version__}
+    resolved = hardware.resolve_precision(precision, gpu_capabilities=gpu_capabilities())
+    keras.mixed_precision.set_global_policy(resolved)
+    report = {"patches": str(patches), "batch_size": batch_size, "steps": steps, "precision": resolved,
+              "precision_asked": precision, "network": "bnet" if n_classes > 2 else "enet",
+              "tile": int(tiles["x"].shape[1]) - 40, "tile_edges": int(tiles["pos"].shape[1]),
+              "machine": machine_facts(), "onednn": onednn_enabled(),
+              "dense_dilation": "conv2d" if trainable_conv() is _conv else "space_to_batch"}
+    log(f"{report['machine']['cpu_model']} ({report['machine']['cpu_kind']}), {report['machine']['cpus']} cores; "
+        f"precision {resolved} (asked: {precision}); oneDNN {'on' if report['onednn'] else 'off'}; "
+        f"dense dilation by {report['dense_dilation']}")
     for mode in ("patch", "dense"):
         keras.utils.set_random_seed(0)
         net = build()

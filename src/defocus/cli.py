@@ -186,6 +186,9 @@ def _add_bench(sub) -> None:
 
 
 def cmd_bench_train(args) -> int:
+    from . import hardware
+
+    hardware.use_kernels("train")  # before TensorFlow loads
     from .bench import train_main
 
     try:
@@ -206,7 +209,9 @@ def _add_bench_train(sub) -> None:
     p.add_argument("--patches", type=Path, default=Path("data/patches/bnet"), help="patch set (data/patches/bnet)")
     p.add_argument("--steps", type=int, default=30, help="timed training steps per path (30)")
     p.add_argument("--batch-size", type=int, default=256, help="samples per step (256)")
-    p.add_argument("--precision", default="mixed_bfloat16", help="Keras dtype policy (mixed_bfloat16)")
+    p.add_argument("--precision", default="auto", choices=("auto", "float32", "mixed_bfloat16"),
+                   help="Keras dtype policy; auto: mixed_bfloat16 where the CPU/GPU computes bfloat16 natively, "
+                   "else float32 (auto)")
     p.add_argument("--out", type=Path, default=Path("reports/bench_train.json"), help="JSON report")
     p.set_defaults(func=cmd_bench_train)
 
@@ -241,6 +246,23 @@ def _add_profile(sub) -> None:
     p.set_defaults(func=cmd_profile)
 
 
+def cmd_summary(args) -> int:
+    from .summary import main as summary_main
+
+    return summary_main(args.root)
+
+
+def _add_summary(sub) -> None:
+    p = sub.add_parser(
+        "summary",
+        help="the pipeline's results on one screen",
+        description="Prints Table I's mean MAE per method, Table II's PSNR / SSIM, Fig. 9's best accuracy and the "
+        "validation accuracy of training, from the reports `dvc repro` wrote, in at most 100 columns.",
+    )
+    p.add_argument("root", nargs="?", type=Path, default=Path("."), help="the repository (default: .)")
+    p.set_defaults(func=cmd_summary)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Defocus blur estimation (Karaali, Harte & Jung, TIP 2022).")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -248,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench(sub)
     _add_bench_train(sub)
     _add_profile(sub)
+    _add_summary(sub)
     return parser
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._tf import keras, tf
+from ._tf import keras, onednn_enabled, tf
 from .estimate import DEFAULT_TILE
 from .levels import DEPTH
 from .nets import find_layer
@@ -46,8 +46,23 @@ def _conv(x, w, dilation=1):
     return tf.nn.conv2d(x, w, 1, "VALID", dilations=dilation)
 
 
-def _relu_conv(x, w, dilation=1):
-    return tf.nn.relu(_conv(x, w, dilation))
+def _conv_s2b(x, w, dilation=1):
+    """The same convolution, dilation done by space-to-batch: its gradient exists on
+    every device (TensorFlow's CPU kernels without oneDNN have none for conv2d's own
+    dilation)."""
+    if dilation == 1:
+        return _conv(x, w)
+    return tf.nn.convolution(x, w, padding="VALID", dilations=dilation)
+
+
+def trainable_conv():
+    """The convolution for training: conv2d's own dilation where its gradient exists
+    (oneDNN on), else space-to-batch."""
+    return _conv if onednn_enabled() else _conv_s2b
+
+
+def _relu_conv(x, w, dilation=1, conv=_conv):
+    return tf.nn.relu(conv(x, w, dilation))
 
 
 def _pool(x):
@@ -66,38 +81,40 @@ def gather_trunk_input(e3, e1, yx):
     return tf.gather_nd(e3, base + grid3, batch_dims=1) + tf.gather_nd(e1, base + grid1, batch_dims=1)
 
 
-def f1_maps(x, k, th, tw):
+def f1_maps(x, k, th, tw, conv=_conv):
     """Dense maps of the three f1 branches over a batch of padded tiles.
 
     Parameters
     ----------
     x : (B, th + 40, tw + 40, 3) tensor, the padded tiles
     k : {"41", "27", "15"}: lists of the four conv kernels of each branch
+    conv : the convolution (``_conv``, or ``_conv_s2b`` where gradients are needed)
 
     Returns
     -------
     d41 : (B, th + 18, tw + 18, 64); d27 : (B, th + 18, tw + 18, 64) (same local
     indexing as d41); d15 : (B, th + 6, tw + 6, 64)
     """
-    d41 = _Branch41(k["41"])(x)
+    d41 = _Branch41(k["41"], conv)(x)
     c = x[:, OFF_27 : th + 34, OFF_27 : tw + 34]
     for kk in k["27"][:3]:
-        c = _relu_conv(c, kk)
-    d27 = _relu_conv(_pool(c), k["27"][3])
+        c = _relu_conv(c, kk, conv=conv)
+    d27 = _relu_conv(_pool(c), k["27"][3], conv=conv)
     c = x[:, OFF_15 : th + 28, OFF_15 : tw + 28]
     for kk in k["15"]:
-        c = _relu_conv(c, kk)
+        c = _relu_conv(c, kk, conv=conv)
     return d41, d27, c
 
 
 @dataclass
 class _Branch41:
     k: list  # conv1..conv4 kernels
+    conv: object = _conv
 
     def __call__(self, x):  # x: (1, th + 40, tw + 40, 3) -> (1, th + 18, tw + 18, 64)
-        c = _pool(_relu_conv(x, self.k[0]))
+        c = _pool(_relu_conv(x, self.k[0], conv=self.conv))
         for k in self.k[1:]:
-            c = _relu_conv(c, k, 3)
+            c = _relu_conv(c, k, 3, conv=self.conv)
         return c
 
 
@@ -263,10 +280,11 @@ class DenseTrainer(keras.Model):
     net : keras.Model, a B-NET (:func:`defocus.nets.build_bnet`) or an E-NET
     """
 
-    def __init__(self, net: keras.Model, **kwargs):
+    def __init__(self, net: keras.Model, conv=None, **kwargs):
         super().__init__(**kwargs)
         self.net = net
         self.kind = "e" if net.name == "enet" else "b"
+        self.conv = conv or trainable_conv()
 
     def _kernel(self, name):
         return tf.cast(find_layer(self.net, name).kernel, self.compute_dtype)
@@ -276,16 +294,18 @@ class DenseTrainer(keras.Model):
         x = tf.cast(x, self.compute_dtype) / 255.0
         th, tw = tf.shape(x)[1] - 40, tf.shape(x)[2] - 40
         k = {s: [self._kernel(f"f1_{s}_conv{i}") for i in range(1, 5)] for s in ("41", "27", "15")}
-        d41, d27, d15 = f1_maps(x, k, th, tw)
+        conv = self.conv
+        d41, d27, d15 = f1_maps(x, k, th, tw, conv)
         p = self.kind
         k1 = self._kernel(f"{p}_conv1")
         parts = (["f2"] if p == "e" else []) + ["41", "27", "15"]
         k1 = {s: k1[:, :, 64 * i : 64 * (i + 1)] for i, s in enumerate(parts)}
-        e3 = _conv(d41, k1["41"], 3) + _conv(d27, k1["27"], 3)
+        e3 = conv(d41, k1["41"], 3) + conv(d27, k1["27"], 3)
         if p == "e":
-            e3 += _conv(_Branch41([self._kernel(f"f2_41_conv{i}") for i in range(1, 5)])(x), k1["f2"], 3)
+            f2 = _Branch41([self._kernel(f"f2_41_conv{i}") for i in range(1, 5)], conv)
+            e3 += conv(f2(x), k1["f2"], 3)
         pos = tf.cast(pos, tf.int32)
-        a = tf.nn.relu(gather_trunk_input(e3, _conv(d15, k1["15"]), pos))
+        a = tf.nn.relu(gather_trunk_input(e3, conv(d15, k1["15"]), pos))
         a = tf.reshape(a, (-1, 5, 5, a.shape[-1]))
         for name in ("conv2", "conv3", "conv4", "flatten", "dense1", "dropout1", "dense2", "dropout2", "out"):
             layer = find_layer(self.net, f"{p}_{name}")

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 MAPS, BASELINES = Path("data/eval/maps"), Path("data/eval/baselines")
-TIMES = Path("reports/eval")
+#: run logs of timings: not DVC outputs (they differ from run to run), not in git
+TIMES = Path("reports/timings")
 
 
 @dataclass(frozen=True)
@@ -65,12 +66,12 @@ def load_map(method: Method, item) -> np.ndarray:
     return np.load(method.root / method.key / item.set / f"{item.name}.npy").astype(np.float64)
 
 
-def load_times() -> dict:
-    """The timings the infer, propagate and baselines stages wrote, by stage
-    (``infer``, ``main``, ``baselines``); a missing file gives an empty entry."""
+def load_times(folder: str | Path = TIMES) -> dict:
+    """The timings the infer, propagate and baselines stages wrote (in ``folder``), by
+    stage (``infer``, ``main``, ``baselines``); a missing file gives an empty entry."""
     out = {}
     for which in ("infer", "main", "baselines"):
-        path = TIMES / f"times_{which}.json"
+        path = Path(folder) / f"times_{which}.json"
         out[which] = json.loads(path.read_text()) if path.is_file() else {}
     return out
 

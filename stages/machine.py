@@ -1,0 +1,34 @@
+"""Stage machine (always runs): what decides the bytes the network stages write here.
+
+Writes reports/machine.json: the kind of CPU, the backend, the kernel choice per
+task (oneDNN on or off) and the training precisions with ``auto`` resolved. The
+training and inference stages depend on it, so a machine that resolves
+differently (another kind of CPU, a GPU, TF_ENABLE_ONEDNN_OPTS set) re-runs them,
+and one of the same kind re-runs nothing.
+"""
+
+import sys
+from pathlib import Path
+
+from defocus import hardware
+from defocus.images import save_json
+from defocus.params import load_params
+
+OUT = Path("reports/machine.json")
+
+
+def main() -> int:
+    params = load_params()
+    from defocus._tf import gpu_capabilities
+
+    gpus = gpu_capabilities()
+    precisions = {s: hardware.resolve_precision(params[s]["precision"], gpu_capabilities=gpus)
+                  for s in ("train_bnet", "train_enet")}
+    machine = hardware.describe(precisions, gpus=gpus)
+    save_json(OUT, machine)
+    print("machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

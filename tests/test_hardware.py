@@ -1,0 +1,115 @@
+"""Precision and kernel choice per kind of CPU, with faked /proc/cpuinfo flags."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from defocus import hardware
+
+ZEN3 = frozenset("fpu sse2 ssse3 fma avx avx2 bmi2".split())  # AVX2 only (AMD EPYC Zen 3)
+ZEN5 = frozenset("fpu sse2 fma avx avx2 avx512f avx512bw avx512_vnni avx512_bf16".split())
+SAPPHIRE = frozenset("avx2 avx512f avx512_vnni amx_tile amx_int8 amx_bf16".split())
+SKYLAKE_X = frozenset("avx2 avx512f avx512bw".split())  # AVX-512 without bfloat16 or VNNI
+
+CPUINFO = """processor\t: 0
+vendor_id\t: AuthenticAMD
+model name\t: AMD EPYC 7B13
+flags\t\t: fpu sse2 fma avx avx2 bmi2
+
+processor\t: 1
+model name\t: AMD EPYC 7B13
+flags\t\t: fpu sse2 fma avx avx2 bmi2
+"""
+
+
+def test_cpu_info_reads_model_and_flags(tmp_path):
+    f = tmp_path / "cpuinfo"
+    f.write_text(CPUINFO)
+    model, flags = hardware.cpu_info(f)
+    assert model == "AMD EPYC 7B13" and flags == {"fpu", "sse2", "fma", "avx", "avx2", "bmi2"}
+    assert hardware.cpu_info(tmp_path / "missing")[1] == frozenset()
+
+
+@pytest.mark.parametrize("flags, kind, native", [
+    (ZEN3, "x86_64-avx2", False), (ZEN5, "x86_64-avx512_bf16", True), (SAPPHIRE, "x86_64-amx_bf16", True),
+    (SKYLAKE_X, "x86_64-avx512f", False), (frozenset({"sse2"}), "x86_64", False),
+])
+def test_kind_and_native_bfloat16(flags, kind, native):
+    assert hardware.cpu_kind(flags, machine="x86_64") == kind
+    assert hardware.native_bfloat16(flags) is native
+    assert hardware.resolve_precision("auto", flags) == ("mixed_bfloat16" if native else "float32")
+
+
+def test_explicit_precision_wins_and_bad_values_are_refused():
+    assert hardware.resolve_precision("mixed_bfloat16", ZEN3) == "mixed_bfloat16"
+    assert hardware.resolve_precision("float32", ZEN5) == "float32"
+    with pytest.raises(ValueError, match="bfloat"):
+        hardware.resolve_precision("bf16", ZEN5)
+
+
+def test_gpus_decide_when_there_are_any():
+    assert hardware.resolve_precision("auto", ZEN3, gpu_capabilities=[(9, 0)]) == "mixed_bfloat16"
+    assert hardware.resolve_precision("auto", ZEN5, gpu_capabilities=[(7, 5)]) == "float32"  # T4: emulated
+    assert hardware.resolve_precision("auto", ZEN5, gpu_capabilities=[(8, 0), (7, 0)]) == "float32"
+
+
+def test_kernel_choice_per_kind_and_task():
+    env: dict = {}
+    # AVX2 only: oneDNN (off by default there) for training, TensorFlow's own kernels for inference
+    assert hardware.onednn_choice("train", ZEN3, "x86_64", env) is True
+    assert hardware.onednn_choice("infer", ZEN3, "x86_64", env) is False
+    assert hardware.onednn_choice("train", ZEN5, "x86_64", env) is True
+    assert hardware.onednn_choice("infer", ZEN5, "x86_64", env) is True
+    # unmeasured kinds keep TensorFlow's default; the user's setting always wins
+    assert hardware.onednn_choice("infer", SAPPHIRE, "x86_64", env) is True
+    assert hardware.onednn_choice("train", SKYLAKE_X, "x86_64", env) is False
+    assert hardware.onednn_choice("train", ZEN3, "x86_64", {"TF_ENABLE_ONEDNN_OPTS": "0"}) is False
+    assert hardware.onednn_choice("infer", ZEN3, "x86_64", {"TF_ENABLE_ONEDNN_OPTS": "1"}) is True
+    assert hardware.onednn_choice("train", ZEN5, "aarch64", env) is False
+    with pytest.raises(ValueError):
+        hardware.onednn_choice("serve", ZEN5, "x86_64", env)
+
+
+def test_describe_names_no_model_and_resolves(monkeypatch, tmp_path):
+    f = tmp_path / "cpuinfo"
+    f.write_text(CPUINFO)
+    monkeypatch.setattr(hardware, "CPUINFO", f)
+    monkeypatch.setattr(hardware.platform, "machine", lambda: "x86_64")
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    d = hardware.describe({"train_bnet": hardware.resolve_precision("auto")})
+    assert d == {"cpu_kind": "x86_64-avx2", "backend": "tensorflow", "onednn": {"train": True, "infer": False},
+                 "gpus": [], "precision": {"train_bnet": "float32"}}
+
+
+def test_kernel_choice_is_applied_when_tensorflow_loads():
+    """A training process on this CPU loads TensorFlow with the kernels chosen for training."""
+    code = ("import os; from defocus import hardware; hardware.use_kernels('train'); "
+            "from defocus._tf import onednn_enabled; print(onednn_enabled(), hardware.onednn_choice('train'))")
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    enabled, chosen = out.split()
+    assert enabled == chosen
+
+
+DENSE_TRAINING_TESTS = [
+    "tests/test_dense.py::test_dense_trainer_equals_the_patch_network",
+    "tests/test_dense.py::test_dense_training_keeps_a_frozen_f1",
+    "tests/test_train.py::test_fit_both_modes",
+]
+
+
+@pytest.mark.skipif(os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0", reason="this run already has oneDNN off")
+def test_dense_training_without_onednn():
+    """TensorFlow's fallback kernels (those of AVX2-only CPUs) have no gradient for conv2d's own
+    dilation; dense training must train there too, with the same outputs and gradients."""
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="0")
+    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *DENSE_TRAINING_TESTS],
+                         cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+    assert "5 passed" in res.stdout
