@@ -1,11 +1,10 @@
 """Stage download: bring the datasets into data/raw (mirror, else URL, else fallback)."""
 
-import shutil
 import sys
 from pathlib import Path
 
 from defocus.datasets import gather
-from defocus.images import save_json
+from defocus.images import atomic_dir, save_json
 from defocus.params import load_params
 
 OUT, DOWNLOADS, SUMMARY = Path("data/raw"), Path("data/downloads"), Path("reports/data/download.json")
@@ -13,12 +12,9 @@ OUT, DOWNLOADS, SUMMARY = Path("data/raw"), Path("data/downloads"), Path("report
 
 def main() -> int:
     params = load_params()["download"]
-    tmp = OUT.with_name(".raw.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    manifest = gather(params, tmp, DOWNLOADS, progress=sys.stderr.isatty())
-    save_json(tmp / "manifest.json", manifest)
-    shutil.rmtree(OUT, ignore_errors=True)
-    tmp.rename(OUT)
+    with atomic_dir(OUT, create=False) as tmp:
+        manifest = gather(params, tmp, DOWNLOADS, progress=sys.stderr.isatty())
+        save_json(tmp / "manifest.json", manifest)
     save_json(SUMMARY, {
         name: {"status": d["status"], "comparable": d["comparable"], "files": len(d["files"]),
                "heldout": len(d["heldout"]), "skipped": len(d["skipped"])}

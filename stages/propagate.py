@@ -17,7 +17,6 @@ re-runs it) -> data/eval/baselines/:
 Seconds per image go to reports/timings/times_<which>.json (a run log, not a DVC output).
 """
 
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from defocus.evalsets import eval_images, sparse_from_labels
-from defocus.images import load_image, save_json, save_npy
+from defocus.images import atomic_dir, load_image, save_json, save_npy
 from defocus.params import load_params
 from defocus.propagation import propagate
 
@@ -84,20 +83,16 @@ def main(which: str) -> int:
     items = [it for s in sets.values() for it in s]
     have = {d.name for d in LABELS.iterdir()} if LABELS.is_dir() else set()
     todo = {k: f for k, f in methods(which, params).items() if f.model is None or f.model in have}
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    times: dict = {}
-    for it in tqdm(items, desc=which, unit="img", disable=not sys.stderr.isatty()):
-        image = load_image(it.image)
-        labels = {m: np.load(LABELS / m / it.set / f"{it.name}.npy") for m in have}
-        for name, fn in todo.items():
-            t0 = time.perf_counter()
-            blur = np.asarray(fn(image, labels), dtype=np.float32)
-            times.setdefault(name, {}).setdefault(it.set, {})[it.name] = round(time.perf_counter() - t0, 4)
-            save_npy(tmp / name / it.set / f"{it.name}.npy", blur)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        times: dict = {}
+        for it in tqdm(items, desc=which, unit="img", disable=not sys.stderr.isatty()):
+            image = load_image(it.image)
+            labels = {m: np.load(LABELS / m / it.set / f"{it.name}.npy") for m in have}
+            for name, fn in todo.items():
+                t0 = time.perf_counter()
+                blur = np.asarray(fn(image, labels), dtype=np.float32)
+                times.setdefault(name, {}).setdefault(it.set, {})[it.name] = round(time.perf_counter() - t0, 4)
+                save_npy(tmp / name / it.set / f"{it.name}.npy", blur)
     save_json(Path(f"reports/timings/times_{which}.json"), times)  # a run log, not a DVC output
     print(f"{which}: {len(items)} images x {len(todo)} methods ({', '.join(todo)})")
     return 0

@@ -10,7 +10,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from defocus.images import save_json
+from defocus.images import atomic_dir, save_json
 from defocus.params import load_params
 from defocus.weights import is_published_folder
 
@@ -19,22 +19,18 @@ OUT = Path("data/reference")
 
 def main() -> int:
     src = load_params()["reference"]["path"]
-    tmp = OUT.with_name(".reference.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    if src and is_published_folder(src):
-        for part in ("blur", "edge", "edges"):
-            if (Path(src) / part).is_dir():
-                shutil.copytree(Path(src) / part, tmp / part)
-        status = {"status": "ok", "source": src}
-        print(f"reference: published TIP-2022 weights copied from {src}")
-    else:
-        status = {"status": "unavailable", "source": src,
-                  "why": "reference.path is empty" if not src else f"{src}: no blur/0.mat and edge/0.mat"}
-        print(f"reference: unavailable ({status['why']}); the reference rows will say so", file=sys.stderr)
-    save_json(tmp / "status.json", status)
-    shutil.rmtree(OUT, ignore_errors=True)
-    tmp.rename(OUT)
+    with atomic_dir(OUT) as tmp:
+        if src and is_published_folder(src):
+            for part in ("blur", "edge", "edges"):
+                if (Path(src) / part).is_dir():
+                    shutil.copytree(Path(src) / part, tmp / part)
+            status = {"status": "ok", "source": src}
+            print(f"reference: published TIP-2022 weights copied from {src}")
+        else:
+            status = {"status": "unavailable", "source": src,
+                      "why": "reference.path is empty" if not src else f"{src}: no blur/0.mat and edge/0.mat"}
+            print(f"reference: unavailable ({status['why']}); the reference rows will say so", file=sys.stderr)
+        save_json(tmp / "status.json", status)
     return 0
 
 

@@ -1,14 +1,13 @@
 """Stage synth_bnet: every sharp photo blurred whole with each of the 23 disk radii."""
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
 from tqdm import tqdm
 
 from defocus.datasets import sharp_pool
-from defocus.images import load_image, save_json, save_png, to_uint8
+from defocus.images import atomic_dir, load_image, save_json, save_png, to_uint8
 from defocus.levels import BLUR_RADII
 from defocus.params import load_params
 from defocus.patchsets import split_ids
@@ -22,19 +21,15 @@ def main() -> int:
     manifest = json.loads((RAW / "manifest.json").read_text())
     pool = sharp_pool(RAW, manifest)[: params["synth_bnet"]["images"]]  # all readable (download checked them)
     split = split_ids([i for i, _ in pool], params["split"]["val_fraction"], params["seed"])
-    tmp = OUT.with_name(".bnet.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    index, used = [], len(pool)
-    for sid, path in tqdm(pool, desc="synth_bnet", unit="img", disable=not sys.stderr.isatty()):
-        sharp = load_image(path)
-        for level, radius in enumerate(BLUR_RADII):
-            name = f"{sid.replace('/', '_')}_l{level:02d}.png"
-            save_png(tmp / name, to_uint8(disk_blur(sharp, radius)))
-            index.append({"file": name, "source": sid, "split": split[sid], "label": level, "radius": float(radius)})
-    save_json(tmp / "index.json", {"entries": index})
-    shutil.rmtree(OUT, ignore_errors=True)
-    tmp.rename(OUT)
+    with atomic_dir(OUT) as tmp:
+        index, used = [], len(pool)
+        for sid, path in tqdm(pool, desc="synth_bnet", unit="img", disable=not sys.stderr.isatty()):
+            sharp = load_image(path)
+            for level, radius in enumerate(BLUR_RADII):
+                name = f"{sid.replace('/', '_')}_l{level:02d}.png"
+                save_png(tmp / name, to_uint8(disk_blur(sharp, radius)))
+                index.append({"file": name, "source": sid, "split": split[sid], "label": level, "radius": float(radius)})
+        save_json(tmp / "index.json", {"entries": index})
     n_split = {s: len({e["source"] for e in index if e["split"] == s}) for s in ("train", "val")}
     size = sum(f.stat().st_size for f in OUT.iterdir())
     save_json(SUMMARY, {"sources": used, "sources_per_split": n_split, "images": len(index),

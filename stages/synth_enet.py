@@ -3,7 +3,6 @@
 import itertools
 import json
 import math
-import shutil
 import sys
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import numpy as np
 from tqdm import tqdm
 
 from defocus.datasets import salient_pool, sharp_pool
-from defocus.images import load_image, load_mask, save_json, save_png, to_uint8
+from defocus.images import atomic_dir, load_image, load_mask, save_json, save_png, to_uint8
 from defocus.levels import BLUR_RADII
 from defocus.params import load_params
 from defocus.patchsets import split_ids
@@ -29,52 +28,48 @@ def main() -> int:
     sharp = sharp_pool(RAW, manifest)[: max(p["pattern_images"], 2)]
     obj_split = split_ids([o[0] for o in objects], frac, seed)
     sharp_split = split_ids([s[0] for s in sharp], frac, seed)
-    tmp = OUT.with_name(".enet.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    index = []
-    pairs = [(a, b) for a, b in itertools.combinations(sorted(p["radii"]), 2)]
-    if not objects:
-        print("synth_enet: no salient objects available: no depth-edge composites", file=sys.stderr)
-    for i, (oid, img_path, mask_path) in enumerate(tqdm(objects, desc="composites", unit="obj",
-                                                        disable=not sys.stderr.isatty())):
-        rng = np.random.default_rng([seed, 21, i])
-        obj = load_image(img_path)
-        mask = load_mask(mask_path, obj.shape[:2])
-        stem = oid.replace("/", "_")
-        save_png(tmp / f"{stem}_boundary.png", boundary(mask).astype(np.uint8) * 255)
-        same = [s for s in sharp if sharp_split[s[0]] == obj_split[oid]] or sharp
-        for j in rng.choice(len(same), size=min(p["backgrounds_per_object"], len(same)), replace=False):
-            bid, bg_path = same[j]
-            bg = fit_background(load_image(bg_path), obj.shape[:2], rng)
-            for r_fg, r_bg in pairs:
-                img, _ = composite(obj, mask, bg, r_fg, r_bg)
-                name = f"{stem}__{bid.replace('/', '_')}_f{r_fg}_b{r_bg}.png"
-                save_png(tmp / name, to_uint8(img))
-                index.append({"file": name, "kind": "depth", "source": oid, "background": bid,
-                              "split": obj_split[oid], "boundary": f"{stem}_boundary.png",
-                              "r_fg": float(r_fg), "r_bg": float(r_bg)})
-    n_levels, step = len(BLUR_RADII), 0.25
-    for i, (sid, path) in enumerate(tqdm(sharp[: p["pattern_images"]], desc="pattern", unit="img",
-                                          disable=not sys.stderr.isatty())):
-        rng = np.random.default_rng([seed, 22, i])
-        img = load_image(path)
-        shape = img.shape[:2]
-        a, b = rng.choice(n_levels, size=2, replace=False)
-        r0 = BLUR_RADII[rng.integers(0, n_levels - p["steps"] + 1)]
-        angle = float(rng.uniform(0, 2 * math.pi))
-        variants = {
-            "uniform": disk_blur(img, BLUR_RADII[a]),
-            "gradual": varying_blur(img, ramp_map(shape, BLUR_RADII[a], BLUR_RADII[b], angle)),
-            "step": varying_blur(img, step_map(shape, r0, p["steps"], angle, step)),
-        }
-        for kind, blurred in variants.items():
-            name = f"{sid.replace('/', '_')}_{kind}.png"
-            save_png(tmp / name, to_uint8(blurred))
-            index.append({"file": name, "kind": "pattern", "variant": kind, "source": sid, "split": sharp_split[sid]})
-    save_json(tmp / "index.json", {"entries": index})
-    shutil.rmtree(OUT, ignore_errors=True)
-    tmp.rename(OUT)
+    with atomic_dir(OUT) as tmp:
+        index = []
+        pairs = [(a, b) for a, b in itertools.combinations(sorted(p["radii"]), 2)]
+        if not objects:
+            print("synth_enet: no salient objects available: no depth-edge composites", file=sys.stderr)
+        for i, (oid, img_path, mask_path) in enumerate(tqdm(objects, desc="composites", unit="obj",
+                                                            disable=not sys.stderr.isatty())):
+            rng = np.random.default_rng([seed, 21, i])
+            obj = load_image(img_path)
+            mask = load_mask(mask_path, obj.shape[:2])
+            stem = oid.replace("/", "_")
+            save_png(tmp / f"{stem}_boundary.png", boundary(mask).astype(np.uint8) * 255)
+            same = [s for s in sharp if sharp_split[s[0]] == obj_split[oid]] or sharp
+            for j in rng.choice(len(same), size=min(p["backgrounds_per_object"], len(same)), replace=False):
+                bid, bg_path = same[j]
+                bg = fit_background(load_image(bg_path), obj.shape[:2], rng)
+                for r_fg, r_bg in pairs:
+                    img, _ = composite(obj, mask, bg, r_fg, r_bg)
+                    name = f"{stem}__{bid.replace('/', '_')}_f{r_fg}_b{r_bg}.png"
+                    save_png(tmp / name, to_uint8(img))
+                    index.append({"file": name, "kind": "depth", "source": oid, "background": bid,
+                                  "split": obj_split[oid], "boundary": f"{stem}_boundary.png",
+                                  "r_fg": float(r_fg), "r_bg": float(r_bg)})
+        n_levels, step = len(BLUR_RADII), 0.25
+        for i, (sid, path) in enumerate(tqdm(sharp[: p["pattern_images"]], desc="pattern", unit="img",
+                                              disable=not sys.stderr.isatty())):
+            rng = np.random.default_rng([seed, 22, i])
+            img = load_image(path)
+            shape = img.shape[:2]
+            a, b = rng.choice(n_levels, size=2, replace=False)
+            r0 = BLUR_RADII[rng.integers(0, n_levels - p["steps"] + 1)]
+            angle = float(rng.uniform(0, 2 * math.pi))
+            variants = {
+                "uniform": disk_blur(img, BLUR_RADII[a]),
+                "gradual": varying_blur(img, ramp_map(shape, BLUR_RADII[a], BLUR_RADII[b], angle)),
+                "step": varying_blur(img, step_map(shape, r0, p["steps"], angle, step)),
+            }
+            for kind, blurred in variants.items():
+                name = f"{sid.replace('/', '_')}_{kind}.png"
+                save_png(tmp / name, to_uint8(blurred))
+                index.append({"file": name, "kind": "pattern", "variant": kind, "source": sid, "split": sharp_split[sid]})
+        save_json(tmp / "index.json", {"entries": index})
     count = lambda kind, split: sum(e["kind"] == kind and e["split"] == split for e in index)  # noqa: E731
     size = sum(f.stat().st_size for f in OUT.iterdir())
     summary = {"objects": len(objects), "composites": {s: count("depth", s) for s in ("train", "val")},

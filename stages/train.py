@@ -69,7 +69,7 @@ def main(net: str) -> int:
         trainee = DenseTrainer(model) if open_tiles(Path(f"data/patches/{net}")) is not None else model
         compile_net(trainee, p["lr"], tolerance=(net == "bnet"))
     summary = fit(trainee, Path(f"data/patches/{net}"), p, seed, Path(f"reports/train/{net}"),
-                  Path(f"data/checkpoints/{net}"), tolerance=(net == "bnet"), progress=True)
+                  Path(f"data/checkpoints/{net}"), progress=True)
     keras.mixed_precision.set_global_policy("float32")
     # timings differ from run to run: they go to the run log, not to the summary DVC hashes
     timing = {k: summary.pop(k) for k in ("seconds", "samples_per_second")}

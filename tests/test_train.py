@@ -43,7 +43,7 @@ def test_fit_both_modes(patch_set, tmp_path, mode):
     compile_net(model, 1e-3, tolerance=True)
     before = [w.copy() for w in net.get_weights()]
     params = {"epochs": 2, "lr": 1e-3, "lr_step": 1, "batch_size": 32}
-    summary = fit(model, patch_set, params, 0, tmp_path / "live", tmp_path / "ckpt", tolerance=True, progress=False)
+    summary = fit(model, patch_set, params, 0, tmp_path / "live", tmp_path / "ckpt", progress=False)
     w = np.load(patch_set / "train_tiles_w.npy")
     assert summary["mode"] == mode
     assert summary["train_samples"] == (int(w.sum()) if mode == "dense" else 36)
@@ -81,6 +81,6 @@ def test_fit_discards_a_checkpoint_of_other_settings(patch_set, tmp_path, capsys
     net = nets.build_bnet()
     compile_net(net, 1e-3, tolerance=True)
     params = {"epochs": 1, "lr": 1e-3, "lr_step": 1, "batch_size": 32}
-    summary = fit(net, patch_set, params, 0, tmp_path / "live", ckpt, tolerance=True, progress=False)
+    summary = fit(net, patch_set, params, 0, tmp_path / "live", ckpt, progress=False)
     assert summary["epochs"] == 1 and "starting afresh" in capsys.readouterr().out
     assert not ckpt.exists()

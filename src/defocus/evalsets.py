@@ -123,11 +123,6 @@ def decode_labels(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return edges & ~depth, depth, level
 
 
-def map_path(root: Path, method: str, item: EvalImage) -> Path:
-    """Where a method's blur map of an image is stored."""
-    return Path(root) / method / item.set / f"{item.name}.npy"
-
-
 def sparse_from_labels(labels: np.ndarray, use_enet: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The propagation's inputs from a label image.
 

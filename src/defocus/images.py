@@ -6,7 +6,9 @@ float32 in [0, 1] whatever the file holds (8- or 16-bit, grey, RGB or RGBA).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -107,6 +109,29 @@ def atomic_write(path: str | os.PathLike, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, create: bool = True):
+    """Build a folder in a temporary sibling, then put it at ``path`` in one step.
+
+    Yields the temporary folder (created unless ``create`` is False); when the
+    block ends normally it replaces ``path``, and when it raises, it is removed
+    and ``path`` is left as it was. A stage's output folder is therefore never
+    half-written.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    if create:
+        tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)
 
 
 def save_png(path: str | os.PathLike, rgb: np.ndarray) -> None:

@@ -83,11 +83,6 @@ def disk_blur(image: np.ndarray, radius: float) -> np.ndarray:
     return cv2.filter2D(image, -1, kernel, borderType=cv2.BORDER_REFLECT)
 
 
-def blur_stack(image: np.ndarray, radii=BLUR_RADII) -> np.ndarray:
-    """``image`` blurred with each radius: (len(radii), H, W, ...) float32."""
-    return np.stack([disk_blur(image, r) for r in radii])
-
-
 def varying_blur(image: np.ndarray, radius_map: np.ndarray, radii=BLUR_RADII) -> np.ndarray:
     """Spatially varying disk blur: per pixel, the image blurred with ``radius_map``.
 

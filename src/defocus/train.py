@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ._tf import keras, tf
-from .patchsets import iter_batches, iter_rows, open_split, open_tiles
+from .patchsets import iter_rows, open_split, open_tiles
 
 
 # ---------------------------------------------------------------- pieces
@@ -135,7 +135,7 @@ def compile_net(model: keras.Model, lr: float, tolerance: bool) -> None:
 
 
 def fit(model: keras.Model, patches: Path, params: dict, seed: int, live_dir: Path, checkpoint_dir: Path,
-        tolerance: bool, progress: bool = True) -> dict:
+        progress: bool = True) -> dict:
     """Train ``model`` (already built and compiled under the strategy) on a patch set.
 
     Parameters
