@@ -22,8 +22,8 @@ def main() -> int:
     from defocus._tf import gpu_capabilities
 
     gpus = gpu_capabilities()
-    precisions = {s: hardware.resolve_precision(params[s]["precision"], gpu_capabilities=gpus)
-                  for s in ("train_bnet", "train_enet")}
+    precisions = {net: hardware.resolve_precision(p["precision"], gpu_capabilities=gpus)
+                  for net, p in params["train"].items()}
     machine = hardware.describe(precisions, gpus=gpus)
     save_json(OUT, machine)
     print("machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()))

@@ -1,4 +1,4 @@
-"""Stages patches_bnet / patches_enet: balanced, rotated 41 x 41 patches at Canny edges,
+"""Stages patches@bnet / patches@enet: balanced, rotated 41 x 41 patches at Canny edges,
 and, for dense training (patches.tile > 0), rotated training tiles.
 
 Usage: python stages/patches.py bnet|enet
@@ -22,6 +22,7 @@ from defocus.patchsets import Cell, allocate, inner, tile_margin, write_patch_se
 def main(net: str) -> int:
     params = load_params()
     p = params["patches"]
+    q = p[net]  # this network's section: per_class, tiles_per_class (E-NET: depth_band)
     synth = Path(f"data/synth/{net}")
     out, summary_path = Path(f"data/patches/{net}"), Path(f"reports/data/patches_{net}.json")
     entries = json.loads((synth / "index.json").read_text())["entries"]
@@ -31,7 +32,7 @@ def main(net: str) -> int:
         image = load_image(synth / e["file"])
         edges = detect_edges(image, p["canny_sigma"], p["canny_low"], p["canny_high"])
         if e.get("kind") == "depth":
-            band = int(np.ceil(e["r_fg"])) + p["depth_band"]
+            band = int(np.ceil(e["r_fg"])) + q["depth_band"]
             near = load_mask(synth / e["boundary"], image.shape[:2]).astype(np.uint8)
             near = cv2.dilate(near, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1)))
             edges &= near > 0
@@ -55,12 +56,12 @@ def main(net: str) -> int:
     orientations = [0, *p["rotations"]]
     if not 1 <= k <= len(orientations):
         raise SystemExit(f"patches.orientations_per_position must be 1..{len(orientations)}, got {k}")
-    per_label = p["bnet_per_level"] if net == "bnet" else p["enet_per_class"]
+    per_label = q["per_class"]
     positions = allocate(cells, per_label, k, params["split"]["val_fraction"])
     sizes = write_patch_set(out, cells, load, orientations, k, params["seed"], progress=sys.stderr.isatty())
     tiles = {}
     if tile:
-        per_tiles = p["bnet_tiles_per_level"] if net == "bnet" else p["enet_tiles_per_class"]
+        per_tiles = q["tiles_per_class"]
         tile_plan = allocate(tile_cells, per_tiles, 1, 0.0)["train"]
         n_tiles = write_tile_set(out, tile_cells, load, orientations, tile, tile_edges, params["seed"],
                                  progress=sys.stderr.isatty())
@@ -77,17 +78,17 @@ def main(net: str) -> int:
                "candidates_min": min(candidates.values()), "candidates_max": max(candidates.values()),
                "source_images": len(cells), "megabytes": round(size / 2**20, 1), **tiles}
     save_json(summary_path, summary)
-    print(f"patches_{net}: edge pixels per class: " + ", ".join(f"{n} {v}" for n, v in candidates.items()))
+    print(f"patches@{net}: edge pixels per class: " + ", ".join(f"{n} {v}" for n, v in candidates.items()))
     for s in ("train", "val"):
-        print(f"patches_{net}: {s}: {sizes[s]} patches, {per_class[s]} per class ({len(labels)} classes)")
+        print(f"patches@{net}: {s}: {sizes[s]} patches, {per_class[s]} per class ({len(labels)} classes)")
     if tiles:
-        print(f"patches_{net}: train: {tiles['tiles']} tiles of {tile} px, {tiles['labelled_pixels']} labelled "
+        print(f"patches@{net}: train: {tiles['tiles']} tiles of {tile} px, {tiles['labelled_pixels']} labelled "
               f"edge pixels ({tiles['labelled_pixels_min']} to {tiles['labelled_pixels_max']} per class)")
     got = sum(per_class.values())
     if got < per_label:
-        print(f"patches_{net}: WARNING: only {got} of the {per_label} patches per class wanted: "
+        print(f"patches@{net}: WARNING: only {got} of the {per_label} patches per class wanted: "
               "too few edge pixels in some class; add source images", file=sys.stderr)
-    print(f"patches_{net}: {size / 2**20:.0f} MB in {out}")
+    print(f"patches@{net}: {size / 2**20:.0f} MB in {out}")
     return 0
 
 

@@ -45,9 +45,10 @@ def test_a_removed_dependency_is_found(tmp_path):
     _copy(tmp_path, [f for f in _tracked() if f.startswith(("src/", "stages/")) or f == "dvc.yaml"])
     doc = yaml.safe_load((tmp_path / "dvc.yaml").read_text())
     doc["stages"]["infer"]["deps"].remove("src/defocus/estimate.py")
-    doc["stages"]["train_bnet"]["deps"].remove("requirements.lock")
+    doc["stages"]["train"]["do"]["deps"].remove("requirements.lock")  # a foreach stage: both networks
     (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(doc))
-    assert missing_deps(tmp_path) == {"infer": ["src/defocus/estimate.py"], "train_bnet": ["requirements.lock"]}
+    assert missing_deps(tmp_path) == {"infer": ["src/defocus/estimate.py"], "train@bnet": ["requirements.lock"],
+                                      "train@enet": ["requirements.lock"]}
 
 
 def test_committed_results_are_the_committed_codes():

@@ -81,9 +81,9 @@ def test_describe_names_no_model_and_resolves(monkeypatch, tmp_path):
     monkeypatch.setattr(hardware, "CPUINFO", f)
     monkeypatch.setattr(hardware.platform, "machine", lambda: "x86_64")
     monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
-    d = hardware.describe({"train_bnet": hardware.resolve_precision("auto")})
+    d = hardware.describe({"bnet": hardware.resolve_precision("auto")})
     assert d == {"cpu_kind": "x86_64-avx2", "backend": "tensorflow", "onednn": {"train": True, "infer": False},
-                 "gpus": [], "precision": {"train_bnet": "float32"}}
+                 "gpus": [], "precision": {"bnet": "float32"}}
 
 
 def test_kernel_choice_is_applied_when_tensorflow_loads():

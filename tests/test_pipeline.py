@@ -36,7 +36,7 @@ def _run(cmd, cwd, env_extra=None, **kw):
 
 def _ran(output: str) -> list[str]:
     """The stages that ran, less ``machine`` (always runs; what it writes decides the rest)."""
-    return [s for s in re.findall(r"Running stage '([\w-]+)'", output) if s != "machine"]
+    return [s for s in re.findall(r"Running stage '([\w@-]+)'", output) if s != "machine"]
 
 
 def _out_hashes(repo: Path) -> dict[str, str]:
@@ -69,8 +69,8 @@ def tiny_repo(tmp_path_factory):
     return repo
 
 
-DATA_STAGES = ["download", "synth_bnet", "synth_enet", "patches_bnet", "patches_enet"]
-TRAIN_STAGES = ["train_bnet", "train_enet"]
+DATA_STAGES = ["download", "synth_bnet", "synth_enet", "patches@bnet", "patches@enet"]
+TRAIN_STAGES = ["train@bnet", "train@enet"]
 
 
 def test_repro_tiny_profile(tiny_repo):
@@ -80,7 +80,7 @@ def test_repro_tiny_profile(tiny_repo):
     # every stage's summary is listed by `dvc metrics show`
     shown = _run(["dvc", "metrics", "show"], tiny_repo)
     for stage in DATA_STAGES:
-        assert f"reports/data/{stage}.json" in shown
+        assert f"reports/data/{stage.replace('@', '_')}.json" in shown
 
     # balanced classes, split by source image
     for net, n_classes in (("bnet", 23), ("enet", 2)):
@@ -102,16 +102,16 @@ def test_repro_tiny_profile(tiny_repo):
     assert _ran(_run(["dvc", "repro", *DATA_STAGES], tiny_repo)) == []
 
     # one E-NET parameter re-runs only the E-NET patch stage
-    apply_profile({"patches": {"depth_band": 3}}, tiny_repo / "params.yaml")
-    assert _ran(_run(["dvc", "repro", *DATA_STAGES], tiny_repo)) == ["patches_enet"]
+    apply_profile({"patches": {"enet": {"depth_band": 3}}}, tiny_repo / "params.yaml")
+    assert _ran(_run(["dvc", "repro", *DATA_STAGES], tiny_repo)) == ["patches@enet"]
 
     # training: learning curves and metrics for both networks, a loadable model
-    out = _run(["dvc", "repro", "train_enet"], tiny_repo, timeout=900)
+    out = _run(["dvc", "repro", "train@enet"], tiny_repo, timeout=900)
     assert _ran(out) == TRAIN_STAGES and "Running stage 'machine'" in out
     machine = json.loads((tiny_repo / "reports/machine.json").read_text())
     from defocus import hardware
 
-    assert machine["precision"]["train_bnet"] == hardware.resolve_precision("auto")  # params say auto
+    assert machine["precision"]["bnet"] == hardware.resolve_precision("auto")  # params say auto
     shown = _run(["dvc", "metrics", "show"], tiny_repo)
     for net in ("bnet", "enet"):
         assert f"reports/train/{net}/metrics.json" in shown
@@ -122,18 +122,18 @@ def test_repro_tiny_profile(tiny_repo):
 
     model = load_model(tiny_repo / "data/models/pipeline")
     assert model.meta["data"]["bnet"]["patches"]["train"] > 0
-    assert model.meta["machine"]["enet"]["precision"] == machine["precision"]["train_enet"]
+    assert model.meta["machine"]["enet"]["precision"] == machine["precision"]["enet"]
     assert json.loads((tiny_repo / "reports/train/bnet_summary.json").read_text())["machine"]["cpu_kind"] == \
         machine["cpu_kind"]
-    assert _ran(_run(["dvc", "repro", "train_enet"], tiny_repo)) == []
+    assert _ran(_run(["dvc", "repro", "train@enet"], tiny_repo)) == []
 
     # a machine that resolves differently (here: the other oneDNN setting) re-runs training
     other = {"TF_ENABLE_ONEDNN_OPTS": "0" if hardware.onednn_choice("train") else "1"}
     _run(["dvc", "repro", "machine"], tiny_repo, env_extra=other)
-    status = _run(["dvc", "status", "train_bnet", "train_enet"], tiny_repo)
+    status = _run(["dvc", "status", "train@bnet", "train@enet"], tiny_repo)
     assert "modified:" in status and "reports/machine.json" in status, status
     _run(["dvc", "repro", "machine"], tiny_repo)
-    assert "up to date" in _run(["dvc", "status", "train_bnet", "train_enet"], tiny_repo)
+    assert "up to date" in _run(["dvc", "status", "train@bnet", "train@enet"], tiny_repo)
 
     # forced re-run: byte-identical outputs
     before = _out_hashes(tiny_repo)
@@ -148,7 +148,7 @@ AFTER_PSI = ["propagate", "table1", "table2", "fig9", "gallery"]
 
 def test_evaluation_and_psi_experiment(tiny_repo):
     out = _run(["dvc", "repro"], tiny_repo, timeout=1200)
-    assert sorted(_ran(out)) == sorted(set(EVAL_STAGES) | ({"train_bnet", "train_enet"} & set(_ran(out))))
+    assert sorted(_ran(out)) == sorted(set(EVAL_STAGES) | (set(TRAIN_STAGES) & set(_ran(out))))
     reports = tiny_repo / "reports" / "eval"
     for f in ("table1.md", "table2.md", "fig9.md", "figures.md", "figures/gallery.png",
               "figures/enet_edges.png", "figures/fig9_pr.png"):
@@ -195,13 +195,13 @@ def test_evaluation_and_psi_experiment(tiny_repo):
 
 
 def test_killed_training_resumes(tiny_repo):
-    """Kill `dvc repro train_bnet` after its first epoch; the re-run continues at epoch 2."""
+    """Kill `dvc repro train@bnet` after its first epoch; the re-run continues at epoch 2."""
     import signal
     import time
 
-    apply_profile({"train_bnet": {"epochs": 3}}, tiny_repo / "params.yaml")
+    apply_profile({"train": {"bnet": {"epochs": 3}}}, tiny_repo / "params.yaml")
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
-    proc = subprocess.Popen(["dvc", "repro", "train_bnet"], cwd=tiny_repo, env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(["dvc", "repro", "train@bnet"], cwd=tiny_repo, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     seen, deadline = [], time.monotonic() + 600
     try:
@@ -216,7 +216,7 @@ def test_killed_training_resumes(tiny_repo):
     assert any(line.startswith("Epoch 2/3") for line in seen), "".join(seen[-20:])
     assert any((tiny_repo / "data/checkpoints/bnet").iterdir())
 
-    out = _run(["dvc", "repro", "train_bnet"], tiny_repo, timeout=600)
+    out = _run(["dvc", "repro", "train@bnet"], tiny_repo, timeout=600)
     epochs = re.findall(r"^Epoch (\d)/3", out, flags=re.M)
     assert epochs == ["2", "3"], out[-3000:]  # resumed, not restarted
     tsv = (tiny_repo / "reports/train/bnet/plots/metrics/val_accuracy.tsv").read_text().splitlines()

@@ -204,7 +204,7 @@ def _add_bench_train(sub) -> None:
         help="training samples per second, per patch and dense",
         description="Times, in one run, training steps of a fresh network per patch (the patch set's training "
         "patches) and dense (its training tiles), and prints samples (labelled edge pixels) per second and the "
-        "ratio; writes them as JSON. Needs a patch set made with patches.tile > 0 (dvc repro patches_bnet).",
+        "ratio; writes them as JSON. Needs a patch set made with patches.tile > 0 (dvc repro patches@bnet).",
     )
     p.add_argument("--patches", type=Path, default=Path("data/patches/bnet"), help="patch set (data/patches/bnet)")
     p.add_argument("--steps", type=int, default=30, help="timed training steps per path (30)")

@@ -91,18 +91,29 @@ def stage_script(cmd: str) -> str | None:
 
 
 def _stages(repo: Path) -> dict[str, dict]:
-    """dvc.yaml's stages, ``foreach`` expanded as DVC names them (``name@key``)."""
+    """dvc.yaml's stages, ``foreach`` expanded as DVC names them (``name@key``): ``${key}``,
+    ``${item}`` and ``${item.field}`` are replaced."""
+    import re
+
     doc = yaml.safe_load((repo / "dvc.yaml").read_text())
     out = {}
     for name, st in doc["stages"].items():
-        if "foreach" in st:
-            items = st["foreach"]
-            keys = items if isinstance(items, list) else list(items)
-            for key in keys:
-                text = yaml.safe_dump(st["do"]).replace("${item}", str(key)).replace("${key}", str(key))
-                out[f"{name}@{key}"] = yaml.safe_load(text)
-        else:
+        if "foreach" not in st:
             out[name] = st
+            continue
+        items = st["foreach"]
+        pairs = [(v, v) for v in items] if isinstance(items, list) else list(items.items())
+        for key, item in pairs:
+            def value(m, key=key, item=item):
+                field = m.group(1)
+                if field == "key":
+                    return str(key)
+                if field == "item":
+                    return str(item)
+                return str(item[field.split(".", 1)[1]])
+
+            text = re.sub(r"\$\{\s*(key|item(?:\.\w+)?)\s*\}", value, yaml.safe_dump(st["do"]))
+            out[f"{name}@{key}"] = yaml.safe_load(text)
     return out
 
 

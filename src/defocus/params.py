@@ -37,7 +37,7 @@ def _dump(value) -> str:
     return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
 
 
-_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_][\w-]*):(?P<sep> *)(?P<value>.*?)(?P<comment>\s+#.*)?$")
+_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_][\w-]*):(?P<sep> *)(?P<value>(?:[^#\s].*?)?)(?P<comment>\s+#.*)?$")
 
 
 def apply_profile(profile: str | Path | dict, params_path: str | Path = PARAMS) -> list[str]:

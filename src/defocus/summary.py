@@ -56,7 +56,7 @@ def summarize(root: str | Path = ".") -> str:
     machine = _load(root / "reports" / "machine.json") or {}
     prec = machine.get("precision", {})
     lines.append(f"defocus: results of this run ({machine.get('cpu_kind', 'unknown CPU')}, "
-                 f"{machine.get('backend', '?')}, training in {prec.get('train_bnet', '?')})")
+                 f"{machine.get('backend', '?')}, training in {prec.get('bnet', '?')})")
     t1 = _load(ev / "table1.json")
     if t1:
         secs = _seconds(root)
