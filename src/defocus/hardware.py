@@ -44,8 +44,7 @@ TF_ONEDNN_DEFAULT_FLAGS = ("avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile",
 #:   248 without, and only oneDNN has the gradient of dilated convolutions (dense
 #:   training); inference 4.30 s per RTF image with oneDNN, 2.14 s without.
 #: * x86_64-avx512_bf16 (AMD EPYC Zen 5): inference 1.24 s per RTF image with
-#:   oneDNN, 2.16 s without; training float32 440 samples/s per patch and 761
-#:   dense with oneDNN, 167 and 273 without (README, "Speed per kind of CPU").
+#:   oneDNN, 2.16 s without; training: see README ("Speed per kind of CPU").
 ONEDNN = {
     ("x86_64-avx2", "train"): True,
     ("x86_64-avx2", "infer"): False,
