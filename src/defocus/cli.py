@@ -16,9 +16,13 @@ def _error(msg: str) -> None:
     print(f"{PROG}: error: {msg}", file=sys.stderr, flush=True)
 
 
-def _add_estimate(sub) -> None:
-    from .estimate import DEFAULT_BATCH, DEFAULT_PSI, DEFAULT_TILE, METHODS
+#: Blur (disk radius, px) up to which `defocus detect` calls a pixel in focus when the model's
+#: model.json has no measured "detect" threshold: measured with the published TIP-2022 weights
+#: on the mirror's 5 DUT blur-detection images (scripts/detect_threshold.py; accuracy 0.910).
+DEFAULT_DETECT_THRESHOLD = 1.05
 
+
+def _add_estimate(sub) -> None:
     p = sub.add_parser(
         "estimate",
         help="blur map of one or more photos",
@@ -26,6 +30,14 @@ def _add_estimate(sub) -> None:
         "Writes <stem>_blur.npy (float32 HxW), <stem>_blur.png (colour map with colour bar) "
         "and <stem>_edges.png (pattern edges blue, depth edges red).",
     )
+    _add_map_options(p)
+    p.set_defaults(func=cmd_estimate, outputs=("blur.npy", "blur.png", "edges.png"), write=_write_estimate)
+
+
+def _add_map_options(p) -> None:
+    """The inputs and the blur-map options every command that estimates a map takes."""
+    from .estimate import DEFAULT_BATCH, DEFAULT_PSI, DEFAULT_TILE, METHODS
+
     p.add_argument("images", nargs="+", type=Path, help="input photos (PNG, JPEG, TIFF, ...)")
     p.add_argument("--out", "-o", type=Path, default=Path("results"), help="output folder (default: results)")
     p.add_argument(
@@ -59,11 +71,77 @@ def _add_estimate(sub) -> None:
         "--batch-size", type=int, default=DEFAULT_BATCH, help=f"patches per network call, --method patch ({DEFAULT_BATCH})"
     )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or per-image lines")
-    p.set_defaults(func=cmd_estimate)
 
 
-def _outputs(out: Path, stem: str) -> dict[str, Path]:
-    return {k: out / f"{stem}_{k}" for k in ("blur.npy", "blur.png", "edges.png")}
+def _add_deblur(sub) -> None:
+    from .deblur import DEFAULT_BALANCE
+
+    p = sub.add_parser(
+        "deblur",
+        help="sharpen photos with their estimated blur map",
+        description="Estimate each photo's blur map as `defocus estimate` does, then remove the blur by the "
+        "paper's non-blind deconvolution driven by the map (Wiener-Hunt per 0.25 px level of the disk PSF, "
+        "blended per pixel; defocus.deblur). Writes <stem>_deblurred.png.",
+    )
+    _add_map_options(p)
+    p.add_argument("--balance", type=float, default=DEFAULT_BALANCE,
+                   help=f"Wiener-Hunt balance: larger = smoother, less ringing ({DEFAULT_BALANCE:g})")
+    p.set_defaults(func=cmd_estimate, outputs=("deblurred.png",), write=_write_deblur)
+
+
+def _add_detect(sub) -> None:
+    p = sub.add_parser(
+        "detect",
+        help="in-focus / blurred mask of photos",
+        description="Estimate each photo's blur map as `defocus estimate` does and call a pixel in focus where "
+        "its blur is at most the threshold. Writes <stem>_focus.png (255 = in focus, 0 = blurred).",
+    )
+    _add_map_options(p)
+    p.add_argument("--threshold", type=float, default=None,
+                   help="blur (disk radius, px) up to which a pixel is in focus; default: the value measured for "
+                   "the model (its model.json's detect.threshold_px), else "
+                   f"{DEFAULT_DETECT_THRESHOLD:g} (measured with the published weights)")
+    p.set_defaults(func=cmd_estimate, outputs=("focus.png",), write=_write_detect)
+
+
+def detect_threshold(model, threshold: float | None = None) -> float:
+    """The threshold `defocus detect` uses: ``threshold``, else the model's measured one, else the default."""
+    if threshold is not None:
+        return float(threshold)
+    return float(model.meta.get("detect", {}).get("threshold_px", DEFAULT_DETECT_THRESHOLD))
+
+
+def _outputs(out: Path, stem: str, names) -> dict[str, Path]:
+    return {k: out / f"{stem}_{k}" for k in names}
+
+
+def _write_estimate(image, est, args, outs, path, model) -> str:
+    from .images import save_npy, save_png
+    from .viz import edge_overlay, save_blur_png
+
+    save_npy(outs["blur.npy"], est.blur)
+    save_blur_png(outs["blur.png"], est.blur, title=path.name)
+    save_png(outs["edges.png"], edge_overlay(image, est.pattern, est.depth))
+    return f"-> {outs['blur.npy']}"
+
+
+def _write_deblur(image, est, args, outs, path, model) -> str:
+    from .deblur import deblur
+    from .images import save_png, to_uint8
+
+    save_png(outs["deblurred.png"], to_uint8(deblur(image, est.blur, balance=args.balance)))
+    return f"-> {outs['deblurred.png']}"
+
+
+def _write_detect(image, est, args, outs, path, model) -> str:
+    import numpy as np
+
+    from .images import save_png
+
+    t = detect_threshold(model, args.threshold)
+    focus = est.blur <= t
+    save_png(outs["focus.png"], focus.astype(np.uint8) * 255)
+    return f"{100 * focus.mean():.1f} % in focus (blur <= {t:g} px) -> {outs['focus.png']}"
 
 
 def _estimate_one(path: Path, edge_path: Path | None, model, args, outs: dict[str, Path]) -> str:
@@ -71,8 +149,7 @@ def _estimate_one(path: Path, edge_path: Path | None, model, args, outs: dict[st
     from tqdm import tqdm
 
     from .estimate import estimate_blur
-    from .images import load_image, load_mask, save_npy, save_png
-    from .viz import edge_overlay, save_blur_png
+    from .images import load_image, load_mask
 
     t0 = time.perf_counter()
     image = load_image(path)
@@ -84,16 +161,16 @@ def _estimate_one(path: Path, edge_path: Path | None, model, args, outs: dict[st
             image, model, edge_map, psi=args.psi, canny=canny, batch_size=args.batch_size, progress=bar,
             method=args.method, tile=args.tile,
         )
-    written = []
+    def stamp(f: Path):
+        return f.stat().st_mtime_ns if f.exists() else None
+
+    before = {f: stamp(f) for f in outs.values()}
     try:
-        save_npy(outs["blur.npy"], est.blur)
-        written.append(outs["blur.npy"])
-        save_blur_png(outs["blur.png"], est.blur, title=path.name)
-        written.append(outs["blur.png"])
-        save_png(outs["edges.png"], edge_overlay(image, est.pattern, est.depth))
-    except BaseException:
-        for f in written:
-            f.unlink(missing_ok=True)
+        done = args.write(image, est, args, outs, path, model)
+    except BaseException:  # each file is written atomically: remove the ones this run wrote, keep older ones
+        for f, t in before.items():
+            if stamp(f) != t:
+                f.unlink(missing_ok=True)
         raise
     n_edges = int(est.edges.sum())
     note = "" if n_edges else " (no edges found: the map is 0 everywhere)"
@@ -102,7 +179,7 @@ def _estimate_one(path: Path, edge_path: Path | None, model, args, outs: dict[st
     return (
         f"{path}: {w}x{h} px, {n_edges} edges ({int(est.depth.sum())} depth), "
         f"blur {float(np.min(est.blur)):.2f}-{float(np.max(est.blur)):.2f} px, "
-        f"{time.perf_counter() - t0:.1f} s -> {outs['blur.npy']}{note}"
+        f"{time.perf_counter() - t0:.1f} s {done}{note}"
     )
 
 
@@ -138,6 +215,12 @@ def cmd_estimate(args) -> int:
     if args.batch_size < 1 or args.tile < 1:
         _error(f"--batch-size and --tile must be >= 1, got {args.batch_size}, {args.tile}")
         return 2
+    if getattr(args, "balance", 1.0) <= 0:
+        _error(f"--balance must be > 0, got {args.balance}")
+        return 2
+    if getattr(args, "threshold", None) is not None and args.threshold < 0:
+        _error(f"--threshold must be >= 0 px, got {args.threshold}")
+        return 2
     if not 0 <= args.canny_low <= args.canny_high:
         _error(f"Canny thresholds must satisfy 0 <= low <= high, got {args.canny_low}, {args.canny_high}")
         return 2
@@ -155,7 +238,8 @@ def cmd_estimate(args) -> int:
             continue
         seen[stem] = path
         try:
-            line = _estimate_one(path, args.edges[i] if args.edges else None, model, args, _outputs(args.out, stem))
+            outs = _outputs(args.out, stem, args.outputs)
+            line = _estimate_one(path, args.edges[i] if args.edges else None, model, args, outs)
         except (ImageError, ValueError, OSError) as exc:
             _error(str(exc) if str(path) in str(exc) else f"{path}: {exc}")
             failures += 1
@@ -267,6 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Defocus blur estimation (Karaali, Harte & Jung, TIP 2022).")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_estimate(sub)
+    _add_deblur(sub)
+    _add_detect(sub)
     _add_bench(sub)
     _add_bench_train(sub)
     _add_profile(sub)
