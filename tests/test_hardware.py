@@ -86,14 +86,19 @@ def test_describe_names_no_model_and_resolves(monkeypatch, tmp_path):
                  "gpus": [], "precision": {"bnet": "float32"}}
 
 
-def test_kernel_choice_is_applied_when_tensorflow_loads():
-    """A training process on this CPU loads TensorFlow with the kernels chosen for training."""
-    code = ("import os; from defocus import hardware; hardware.use_kernels('train'); "
-            "from defocus._tf import onednn_enabled; print(onednn_enabled(), hardware.onednn_choice('train'))")
+@pytest.mark.parametrize("task", ["train", "infer"])
+def test_kernel_choice_is_applied_when_tensorflow_loads(task):
+    """A process loads TensorFlow with the kernels chosen for its task, even where the choice is
+    the opposite of TensorFlow's own default on this CPU (here forced so, to test the mechanism)."""
+    code = ("from defocus import hardware; "
+            f"hardware.ONEDNN[(hardware.cpu_kind(), {task!r})] = not hardware.tf_default_onednn(); "
+            f"hardware.use_kernels({task!r}); "
+            "from defocus._tf import onednn_enabled; "
+            f"print(onednn_enabled(), hardware.onednn_choice({task!r}), hardware.tf_default_onednn())")
     env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
-    enabled, chosen = out.split()
-    assert enabled == chosen
+    enabled, chosen, default = out.split()
+    assert enabled == chosen and chosen != default
 
 
 DENSE_TRAINING_TESTS = [

@@ -22,22 +22,13 @@ def _error(msg: str) -> None:
 DEFAULT_DETECT_THRESHOLD = 1.05
 
 
-def _add_estimate(sub) -> None:
-    p = sub.add_parser(
-        "estimate",
-        help="blur map of one or more photos",
-        description="Estimate a dense defocus blur map (disk radius in px) for each photo. "
-        "Writes <stem>_blur.npy (float32 HxW), <stem>_blur.png (colour map with colour bar) "
-        "and <stem>_edges.png (pattern edges blue, depth edges red).",
-    )
-    _add_map_options(p)
-    p.set_defaults(func=cmd_estimate, outputs=("blur.npy", "blur.png", "edges.png"), write=_write_estimate)
-
-
-def _add_map_options(p) -> None:
-    """The inputs and the blur-map options every command that estimates a map takes."""
+def _add_map_command(sub, name: str, help: str, description: str, outputs: tuple[str, ...], write):
+    """A command that estimates each photo's map (`estimate`'s inputs and options, run by
+    :func:`cmd_estimate`) and writes ``<stem>_<output>`` files with ``write``."""
     from .estimate import DEFAULT_BATCH, DEFAULT_PSI, DEFAULT_TILE, METHODS
 
+    p = sub.add_parser(name, help=help, description=description)
+    p.set_defaults(func=cmd_estimate, outputs=outputs, write=write)
     p.add_argument("images", nargs="+", type=Path, help="input photos (PNG, JPEG, TIFF, ...)")
     p.add_argument("--out", "-o", type=Path, default=Path("results"), help="output folder (default: results)")
     p.add_argument(
@@ -71,37 +62,41 @@ def _add_map_options(p) -> None:
         "--batch-size", type=int, default=DEFAULT_BATCH, help=f"patches per network call, --method patch ({DEFAULT_BATCH})"
     )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or per-image lines")
+    return p
+
+
+def _add_estimate(sub) -> None:
+    _add_map_command(
+        sub, "estimate", "blur map of one or more photos",
+        "Estimate a dense defocus blur map (disk radius in px) for each photo. "
+        "Writes <stem>_blur.npy (float32 HxW), <stem>_blur.png (colour map with colour bar) "
+        "and <stem>_edges.png (pattern edges blue, depth edges red).",
+        ("blur.npy", "blur.png", "edges.png"), _write_estimate)
 
 
 def _add_deblur(sub) -> None:
     from .deblur import DEFAULT_BALANCE
 
-    p = sub.add_parser(
-        "deblur",
-        help="sharpen photos with their estimated blur map",
-        description="Estimate each photo's blur map as `defocus estimate` does, then remove the blur by the "
+    p = _add_map_command(
+        sub, "deblur", "sharpen photos with their estimated blur map",
+        "Estimate each photo's blur map as `defocus estimate` does, then remove the blur by the "
         "paper's non-blind deconvolution driven by the map (Wiener-Hunt per 0.25 px level of the disk PSF, "
         "blended per pixel; defocus.deblur). Writes <stem>_deblurred.png.",
-    )
-    _add_map_options(p)
+        ("deblurred.png",), _write_deblur)
     p.add_argument("--balance", type=float, default=DEFAULT_BALANCE,
                    help=f"Wiener-Hunt balance: larger = smoother, less ringing ({DEFAULT_BALANCE:g})")
-    p.set_defaults(func=cmd_estimate, outputs=("deblurred.png",), write=_write_deblur)
 
 
 def _add_detect(sub) -> None:
-    p = sub.add_parser(
-        "detect",
-        help="in-focus / blurred mask of photos",
-        description="Estimate each photo's blur map as `defocus estimate` does and call a pixel in focus where "
+    p = _add_map_command(
+        sub, "detect", "in-focus / blurred mask of photos",
+        "Estimate each photo's blur map as `defocus estimate` does and call a pixel in focus where "
         "its blur is at most the threshold. Writes <stem>_focus.png (255 = in focus, 0 = blurred).",
-    )
-    _add_map_options(p)
+        ("focus.png",), _write_detect)
     p.add_argument("--threshold", type=float, default=None,
                    help="blur (disk radius, px) up to which a pixel is in focus; default: the value measured for "
                    "the model (its model.json's detect.threshold_px), else "
                    f"{DEFAULT_DETECT_THRESHOLD:g} (measured with the published weights)")
-    p.set_defaults(func=cmd_estimate, outputs=("focus.png",), write=_write_detect)
 
 
 def detect_threshold(model, threshold: float | None = None) -> float:

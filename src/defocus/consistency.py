@@ -44,11 +44,8 @@ def _module_file(src: Path, name: str) -> Path | None:
 def _imports(path: Path, src: Path) -> set[Path]:
     """Package modules ``path`` imports (at any depth of its code, relative or absolute)."""
     tree = ast.parse(path.read_text(), filename=str(path))
-    if path.is_relative_to(src):
-        rel = path.relative_to(src).with_suffix("")
-        package = list(rel.parts[:-1]) if rel.name != "__init__" else list(rel.parts[:-1])
-    else:
-        package = []
+    # the package a relative import starts from: the module's folder (for __init__.py too)
+    package = list(path.relative_to(src).parts[:-1]) if path.is_relative_to(src) else []
     found: set[Path] = set()
     for node in ast.walk(tree):
         names: list[str] = []

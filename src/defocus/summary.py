@@ -76,7 +76,7 @@ def summarize(root: str | Path = ".") -> str:
     t2 = _load(ev / "table2.json")
     if t2:
         for set_name, res in t2.items():
-            if not res.get("available", True) or not isinstance(res, dict):
+            if not isinstance(res, dict) or not res.get("available", True):
                 continue
             rows = [(k, v) for k, v in res.items() if isinstance(v, dict) and v.get("available")]
             if not rows:
