@@ -1,5 +1,6 @@
-"""Stages patches@bnet / patches@enet: balanced, rotated 41 x 41 patches at Canny edges,
-and, for dense training (patches.tile > 0), rotated training tiles.
+"""Stages patches@bnet / patches@enet: balanced positions at Canny edges (training: the images and
+the positions, cut and augmented when drawn; validation: unrotated 41 x 41 patches), and, for dense
+training (patches.tile > 0), rotated training tiles.
 
 Usage: python stages/patches.py bnet|enet
 """
@@ -16,7 +17,7 @@ from defocus.edges import detect_edges
 from defocus.images import load_image, load_mask, save_json, to_uint8
 from defocus.levels import BLUR_RADII, DEPTH, PATTERN
 from defocus.params import load_params
-from defocus.patchsets import Cell, allocate, inner, tile_margin, write_patch_set, write_tile_set
+from defocus.patchsets import Cell, allocate, inner, margin_for, tile_margin, write_patch_set, write_tile_set
 
 
 def main(net: str) -> int:
@@ -47,22 +48,24 @@ def main(net: str) -> int:
         raise SystemExit(f"patches.tile must be 0 (no dense training) or an odd number of px, got {tile}")
     tile_cells = [Cell(c.entry, c.split, c.label) for c in cells if c.split == "train"] if tile else []
     tile_of = {c.entry: c for c in tile_cells}
+    try:
+        margin = margin_for(p["augment"])
+    except ValueError as e:
+        raise SystemExit(f"patches.augment: {e}") from None
     for c in tqdm(cells, desc=f"count {net}", unit="img", disable=not sys.stderr.isatty()):
-        edges = load(c.entry)[1]
-        c.count = int(inner(edges).sum())
+        image, edges = load(c.entry)
+        c.count, c.shape = int(inner(edges, margin).sum()), image.shape
         if c.entry in tile_of:
             tile_of[c.entry].count = int(inner(edges, tile_margin(tile)).sum())
-    k = p["orientations_per_position"]
-    orientations = [0, *p["rotations"]]
-    if not 1 <= k <= len(orientations):
-        raise SystemExit(f"patches.orientations_per_position must be 1..{len(orientations)}, got {k}")
+    # tiles are stored, turned by one of the augmentation's angles
+    orientations = [0, 90, 180, 270] if p["augment"] == "symmetries" else [0, *p["rotations"]]
     per_label = q["per_class"]
-    positions = allocate(cells, per_label, k, params["split"]["val_fraction"])
-    sizes = write_patch_set(out, cells, load, orientations, k, params["seed"], progress=sys.stderr.isatty())
+    positions = allocate(cells, per_label, params["split"]["val_fraction"])
+    sizes = write_patch_set(out, cells, load, params["seed"], margin, progress=sys.stderr.isatty())
     tiles = {}
     if tile:
         per_tiles = q["tiles_per_class"]
-        tile_plan = allocate(tile_cells, per_tiles, 1, 0.0)["train"]
+        tile_plan = allocate(tile_cells, per_tiles, 0.0)["train"]
         n_tiles = write_tile_set(out, tile_cells, load, orientations, tile, tile_edges, params["seed"],
                                  progress=sys.stderr.isatty())
         w = np.load(out / "train_tiles_w.npy", mmap_mode="r")
@@ -71,16 +74,17 @@ def main(net: str) -> int:
         tiles = {"tile": tile, "tile_edges": tile_edges, "tiles": n_tiles, "tiles_per_class": min(tile_plan.values()),
                  "labelled_pixels": int(per.sum()), "labelled_pixels_min": int(per.min()),
                  "labelled_pixels_max": int(per.max())}
-    per_class = {s: positions[s][labels[0]] * k for s in positions}  # equal for every class
+    per_class = {s: positions[s][labels[0]] for s in positions}  # equal for every class
     candidates = {names[lab]: sum(c.count for c in cells if c.label == lab) for lab in labels}
     size = sum(f.stat().st_size for f in out.iterdir())
-    summary = {"patches": sizes, "per_class": per_class, "classes": len(labels), "orientations_per_position": k,
+    summary = {"patches": sizes, "per_class": per_class, "classes": len(labels), "augment": p["augment"],
                "candidates_min": min(candidates.values()), "candidates_max": max(candidates.values()),
                "source_images": len(cells), "megabytes": round(size / 2**20, 1), **tiles}
     save_json(summary_path, summary)
     print(f"patches@{net}: edge pixels per class: " + ", ".join(f"{n} {v}" for n, v in candidates.items()))
     for s in ("train", "val"):
-        print(f"patches@{net}: {s}: {sizes[s]} patches, {per_class[s]} per class ({len(labels)} classes)")
+        what = "positions (cut and augmented when drawn)" if s == "train" else "patches"
+        print(f"patches@{net}: {s}: {sizes[s]} {what}, {per_class[s]} per class ({len(labels)} classes)")
     if tiles:
         print(f"patches@{net}: train: {tiles['tiles']} tiles of {tile} px, {tiles['labelled_pixels']} labelled "
               f"edge pixels ({tiles['labelled_pixels_min']} to {tiles['labelled_pixels_max']} per class)")

@@ -78,7 +78,8 @@ def main(net: str) -> int:
         trainee = DenseTrainer(model) if open_tiles(Path(f"data/patches/{net}")) is not None else model
         compile_net(trainee, p["lr"], tolerance=(net == "bnet"))
     summary = fit(trainee, Path(f"data/patches/{net}"), p, seed, Path(f"reports/train/{net}"),
-                  Path(f"data/checkpoints/{net}"), progress=True)
+                  Path(f"data/checkpoints/{net}"), progress=True, augment=params["patches"]["augment"],
+                  rotations=params["patches"]["rotations"])
     keras.mixed_precision.set_global_policy("float32")
     # timings differ from run to run: they go to the run log, not to the summary DVC hashes
     timing = {k: summary.pop(k) for k in ("seconds", "samples_per_second")}

@@ -8,11 +8,14 @@ from defocus.patches import PATCH, ROT_MARGIN, extract_patches, extract_rotated
 from defocus.patchsets import (
     SPLITS,
     Cell,
+    TrainingSet,
     allocate,
     inner,
     iter_batches,
+    margin_for,
     open_split,
     split_ids,
+    symmetries,
     water_fill,
     write_patch_set,
 )
@@ -82,7 +85,7 @@ def _taken(cells, split, label):
 def test_allocate_balances_labels():
     cells = _cells([("train", 0, 30), ("train", 0, 25), ("train", 1, 5), ("train", 1, 100), ("train", 2, 41),
                     ("val", 0, 50), ("val", 1, 3), ("val", 1, 4), ("val", 2, 9), ("val", 2, 9)])
-    plan = allocate(cells, per_label=100, per_position=2, val_fraction=0.2)  # 50 positions: 40 train, 10 val
+    plan = allocate(cells, per_label=50, val_fraction=0.2)  # 50 positions: 40 train, 10 val
     assert plan == {"train": {0: 40, 1: 40, 2: 40}, "val": {0: 7, 1: 7, 2: 7}}  # val: label 1 has only 7
     for split in SPLITS:
         for lab in (0, 1, 2):
@@ -93,11 +96,11 @@ def test_allocate_balances_labels():
 
 def test_allocate_cuts_every_label_to_the_shortest():
     cells = _cells([("train", 0, 500), ("train", 1, 6), ("train", 1, 5), ("val", 0, 500), ("val", 1, 500)])
-    plan = allocate(cells, per_label=45, per_position=3, val_fraction=0.4)  # 15 positions: 9 train, 6 val
+    plan = allocate(cells, per_label=15, val_fraction=0.4)  # 15 positions: 9 train, 6 val
     assert plan == {"train": {0: 9, 1: 9}, "val": {0: 6, 1: 6}}
     assert [c.take for c in cells] == [9, 5, 4, 6, 6]
     cells = _cells([("train", 0, 500), ("train", 1, 2), ("train", 1, 1), ("val", 0, 10)])
-    plan = allocate(cells, per_label=40, per_position=2, val_fraction=0.5)
+    plan = allocate(cells, per_label=20, val_fraction=0.5)
     assert plan == {"train": {0: 3, 1: 3}, "val": {0: 0, 1: 0}}  # label 1 has no val image at all
     assert [c.take for c in cells] == [3, 2, 1, 0]
 
@@ -178,10 +181,11 @@ def source():
     return images, masks, load
 
 
-def _plan(masks):
+def _plan(masks, images):
     spec = [("train", 0), ("train", 1), ("val", 0), ("val", 1)]
-    cells = [Cell(entry=e, split=sp, label=lab, count=int(masks[e].sum())) for e, (sp, lab) in enumerate(spec)]
-    plan = allocate(cells, per_label=30, per_position=2, val_fraction=0.4)
+    cells = [Cell(entry=e, split=sp, label=lab, count=int(masks[e].sum()), shape=images[e].shape)
+             for e, (sp, lab) in enumerate(spec)]
+    plan = allocate(cells, per_label=30, val_fraction=0.4)
     return cells, plan
 
 
@@ -190,73 +194,116 @@ def test_inner_clears_the_rotation_margin():
     assert m.dtype == bool
     assert m.sum() == (70 - 2 * ROT_MARGIN) * (80 - 2 * ROT_MARGIN)
     assert m[ROT_MARGIN, ROT_MARGIN] and not m[ROT_MARGIN - 1, 40] and not m[35, 80 - ROT_MARGIN]
+    assert margin_for("symmetries") == 20 and margin_for("rotations") == ROT_MARGIN
+    with pytest.raises(ValueError, match="augment"):
+        margin_for("flips")
 
 
 def test_write_patch_set(tmp_path, source):
     images, masks, load = source
-    cells, plan = _plan(masks)
-    assert plan == {"train": {0: 9, 1: 9}, "val": {0: 6, 1: 6}}
+    cells, plan = _plan(masks, images)
+    assert plan == {"train": {0: 18, 1: 18}, "val": {0: 12, 1: 12}}
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "stale.npy").write_bytes(b"old")  # an existing folder is replaced
-    sizes = write_patch_set(tmp_path / "a", cells, load, ORIENTATIONS, 2, seed=1, progress=False)
+    sizes = write_patch_set(tmp_path / "a", cells, load, seed=1, progress=False)
     assert sizes == {"train": 36, "val": 24}
-    write_patch_set(tmp_path / "b", cells, load, ORIENTATIONS, 2, seed=1, progress=False)
-    names = sorted(f"{s}_{k}.npy" for s in SPLITS for k in ("x", "y", "meta"))
+    write_patch_set(tmp_path / "b", cells, load, seed=1, progress=False)
+    names = sorted(["train_pixels.npy", "train_images.npy", "train_pos.npy", "train_y.npy", "train_meta.npy",
+                    "val_x.npy", "val_y.npy", "val_meta.npy"])
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == names
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]  # no .tmp folder left
     for name in names:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     label_of = {c.entry: (c.split, c.label) for c in cells}
+    # training split: the two training images stored whole, positions into them
+    table = np.load(tmp_path / "a" / "train_images.npy")
+    pixels = np.load(tmp_path / "a" / "train_pixels.npy")
+    assert pixels.size == images[0].size + images[1].size
+    np.testing.assert_array_equal(table, [[0, 80, 90], [images[0].size, 84, 88]])
+    samples = TrainingSet(tmp_path / "a", batch_size=36)
+    assert len(samples) == 36 and samples.steps_per_epoch == 1
+    meta = np.load(tmp_path / "a" / "train_meta.npy")
+    np.testing.assert_array_equal(samples.cut(np.arange(36)),
+                                  [extract_patches(np.pad(images[e], ((20, 20), (20, 20), (0, 0))), [yy], [xx])[0]
+                                   for e, yy, xx in meta])
     for split in SPLITS:
-        x = np.load(tmp_path / "a" / f"{split}_x.npy")
         y = np.load(tmp_path / "a" / f"{split}_y.npy")
         meta = np.load(tmp_path / "a" / f"{split}_meta.npy")
         n = sizes[split]
-        assert x.shape == (n, PATCH, PATCH, 3) and x.dtype == np.uint8
-        assert y.shape == (n,) and y.dtype == np.uint8
-        assert meta.shape == (n, 4) and meta.dtype == np.int32
-        assert Counter(y.tolist()) == {lab: 2 * k for lab, k in plan[split].items()}
-        positions = Counter()
+        assert y.shape == (n,) and y.dtype == np.uint8 and meta.shape == (n, 3) and meta.dtype == np.int32
+        assert Counter(y.tolist()) == plan[split]
+        assert len({tuple(r) for r in meta.tolist()}) == n  # distinct positions
+        for entry, yy, xx in meta:
+            assert masks[entry][yy, xx] and 20 <= yy < images[entry].shape[0] - 20
         for row in range(n):
-            entry, yy, xx, angle = meta[row]
-            assert label_of[entry] == (split, y[row])
-            assert masks[entry][yy, xx]
-            assert angle in ORIENTATIONS
-            np.testing.assert_array_equal(x[row], extract_rotated(images[entry], [yy], [xx], [angle])[0])
-            positions[(entry, yy, xx)] += 1
-        assert set(positions.values()) == {2}  # each sampled position twice ...
-        assert len({tuple(r) for r in meta.tolist()}) == n  # ... with two different orientations
+            assert label_of[meta[row, 0]] == (split, y[row])
         for c in cells:
             if c.split == split:
-                assert sum(1 for p in positions if p[0] == c.entry) == c.take
-        # stored in shuffled order, not entry by entry
-        assert (np.diff(meta[:, 0]) != 0).sum() > 2
-    other = write_patch_set(tmp_path / "c", cells, load, ORIENTATIONS, 2, seed=2, progress=False)
+                assert (meta[:, 0] == c.entry).sum() == c.take
+        assert (np.diff(meta[:, 0]) != 0).sum() > 2  # stored in shuffled order, not entry by entry
+    x = np.load(tmp_path / "a" / "val_x.npy")
+    assert x.shape == (24, PATCH, PATCH, 3) and x.dtype == np.uint8
+    for row, (entry, yy, xx) in enumerate(np.load(tmp_path / "a" / "val_meta.npy")):
+        np.testing.assert_array_equal(x[row], images[entry][yy - 20 : yy + 21, xx - 20 : xx + 21])
+    other = write_patch_set(tmp_path / "c", cells, load, seed=2, progress=False)
     assert other == sizes
-    assert (tmp_path / "c" / "train_x.npy").read_bytes() != (tmp_path / "a" / "train_x.npy").read_bytes()
+    assert (tmp_path / "c" / "train_pos.npy").read_bytes() != (tmp_path / "a" / "train_pos.npy").read_bytes()
+    with pytest.raises(ValueError, match="shape"):
+        write_patch_set(tmp_path / "d", [Cell(0, "train", 0, 5, 2)], load, seed=0, progress=False)
 
 
-def test_write_patch_set_every_orientation(tmp_path, source):
+def test_symmetries_are_the_eight_of_the_square():
+    x = np.arange(2 * 5 * 5 * 1).reshape(2, 5, 5, 1)
+    outs = [symmetries(x, np.full(2, k)) for k in range(8)]
+    np.testing.assert_array_equal(outs[0], x)
+    np.testing.assert_array_equal(outs[1][0, :, :, 0], np.rot90(x[0, :, :, 0]))
+    np.testing.assert_array_equal(outs[4][0, :, :, 0], x[0, :, :, 0].T)
+    assert len({o[0].tobytes() for o in outs}) == 8  # all different
+    for o in outs:  # permutations of the pixels: nothing resampled
+        assert sorted(o[0].ravel().tolist()) == sorted(x[0].ravel().tolist())
+    mixed = symmetries(x, np.array([3, 6]))
+    np.testing.assert_array_equal(mixed[0], outs[3][0])
+    np.testing.assert_array_equal(mixed[1], outs[6][1])
+
+
+def test_training_batches_are_a_function_of_the_batch_number(tmp_path, source):
     images, masks, load = source
-    cells = [Cell(entry=2, split="train", label=3, count=int(masks[2].sum()), take=4)]
-    sizes = write_patch_set(tmp_path / "s", cells, load, ORIENTATIONS, len(ORIENTATIONS), seed=0, progress=False)
-    assert sizes == {"train": 24, "val": 0}
-    meta = np.load(tmp_path / "s" / "train_meta.npy")
-    for pos in {tuple(r[:3]) for r in meta.tolist()}:
-        assert sorted(r[3] for r in meta.tolist() if tuple(r[:3]) == pos) == sorted(ORIENTATIONS)
-    x, y = open_split(tmp_path / "s", "val")
-    assert x.shape == (0, PATCH, PATCH, 3) and y.shape == (0,)
-    assert list(iter_batches(x, y, 4)) == []
+    cells, _ = _plan(masks, images)
+    write_patch_set(tmp_path / "p", cells, load, seed=1, progress=False)
+    a = TrainingSet(tmp_path / "p", seed=4, batch_size=10)
+    b = TrainingSet(tmp_path / "p", seed=4, batch_size=10)
+    assert a.steps_per_epoch == 4
+    plain = a.cut(np.arange(36))
+    key = {p.tobytes(): i for i, p in enumerate(plain)}
+    seen = []
+    for g in range(8):
+        xa, ya = a.batch(g)
+        xb, yb = b.batch(7 - g if g >= 4 else g)  # another order of asking
+        if g < 4:
+            np.testing.assert_array_equal(xa, xb)
+        assert len(xa) == (6 if g % 4 == 3 else 10)
+        # each drawn patch is a symmetry of one stored position's patch, with its label
+        for x, y in zip(xa, ya):
+            found = [i for k in range(8) for i in [key.get(symmetries(x[None], [k])[0].tobytes())] if i is not None]
+            assert found and a.y[found[0]] == y
+            seen.append(found[0])
+    assert sorted(seen) == sorted(list(range(36)) * 2)  # every epoch draws every sample once
+    np.testing.assert_array_equal(a.batch(3)[0], b.batch(3)[0])
+    assert not np.array_equal(a.batch(0)[1], a.batch(4)[1]) or not np.array_equal(a.batch(0)[0], a.batch(4)[0])
+    rot = TrainingSet(tmp_path / "p", "rotations", (90, 30), seed=4, batch_size=10)
+    assert rot.batch(0)[0].shape == (10, PATCH, PATCH, 3)
+    with pytest.raises(ValueError, match="not a patch set"):
+        TrainingSet(tmp_path / "missing")
 
 
 def test_open_split_and_iter_batches(tmp_path, source):
     images, masks, load = source
-    cells, _ = _plan(masks)
-    write_patch_set(tmp_path / "p", cells, load, ORIENTATIONS, 2, seed=1, progress=False)
-    x, y = open_split(tmp_path / "p", "train")
+    cells, _ = _plan(masks, images)
+    write_patch_set(tmp_path / "p", cells, load, seed=1, progress=False)
+    x, y = open_split(tmp_path / "p", "val")
     assert isinstance(x, np.memmap) and not x.flags.writeable
     rows = Counter(a.tobytes() + bytes([b]) for a, b in zip(np.asarray(x), np.asarray(y)))
-    for seed, block, batch in ((None, 4096, 5), (None, 7, 5), (3, 7, 5), (3, 10, 4), (0, 36, 36)):
+    for seed, block, batch in ((None, 4096, 5), (None, 7, 5), (3, 7, 5), (3, 10, 4), (0, 24, 24)):
         got, sizes = Counter(), []
         for xb, yb in iter_batches(x, y, batch, seed=seed, block=block):
             assert len(xb) == len(yb) and 1 <= len(yb) <= batch

@@ -23,9 +23,10 @@ def patch_set(tmp_path_factory):
         images.append(cv2.GaussianBlur(img, (0, 0), k) if i % 3 else img)
         masks.append(rng.random((110, 120)) < 0.1)
     load = lambda e: (images[e], masks[e])  # noqa: E731
-    cells = [Cell(entry=e, split="train" if e < 3 else "val", label=e % 3, take=6) for e in range(6)]
+    cells = [Cell(entry=e, split="train" if e < 3 else "val", label=e % 3, take=12, shape=(110, 120, 3))
+             for e in range(6)]
     folder = tmp_path_factory.mktemp("patches") / "bnet"
-    write_patch_set(folder, cells, load, ORIENTATIONS, 2, seed=0, progress=False)
+    write_patch_set(folder, cells, load, seed=0, progress=False)
     write_tile_set(folder, cells, load, ORIENTATIONS, tile=9, per_tile=8, seed=0, progress=False)
     return folder
 

@@ -177,58 +177,61 @@ def _write_report(report: dict, command: str, args) -> int:
 # ---------------------------------------------------------------- training throughput
 def train_bench(patches: Path, batch_size: int = 256, steps: int = 30, precision: str = "auto",
                 log=print) -> dict:
-    """Training samples per second of B-NET (or E-NET), per patch and dense, in one run.
+    """Training samples per second of B-NET (or E-NET), per patch and, where the patch set
+    has training tiles, dense, in one run.
 
     Both paths train a fresh network with Adam on the patch set's own data for
     ``steps`` steps of ``batch_size`` samples (labelled edge pixels), after 3
     warm-up steps that trace the graphs; a sample is one labelled edge pixel.
     """
-    from ._tf import gpu_capabilities, keras, onednn_enabled, tf
+    from ._tf import gpu_capabilities, keras, onednn_enabled, tf  # noqa: F401
     from . import hardware, nets
     from .dense import DenseTrainer, _conv, trainable_conv
-    from .patchsets import open_tiles
-    from .train import compile_net, patch_dataset, tile_dataset
+    from .patchsets import TrainingSet, open_tiles
+    from .train import PatchBatches, compile_net, tile_dataset
 
     patches = Path(patches)
+    samples = TrainingSet(patches, batch_size=batch_size)  # raises ValueError naming the folder
     tiles = open_tiles(patches)
-    if tiles is None:
-        raise ValueError(f"{patches}: no training tiles (train_tiles_*.npy); set patches.tile > 0 and run dvc repro")
     n_classes = int(np.load(patches / "val_y.npy", mmap_mode="r").max()) + 1 if (patches / "val_y.npy").exists() else 23
     build = nets.build_bnet if n_classes > 2 else nets.build_enet
     resolved = hardware.resolve_precision(precision, gpu_capabilities=gpu_capabilities())
     keras.mixed_precision.set_global_policy(resolved)
     report = {"patches": str(patches), "batch_size": batch_size, "steps": steps, "precision": resolved,
               "precision_asked": precision, "network": "bnet" if n_classes > 2 else "enet",
-              "tile": int(tiles["x"].shape[1]) - 40, "tile_edges": int(tiles["pos"].shape[1]),
+              "tile": int(tiles["x"].shape[1]) - 40 if tiles else None,
+              "tile_edges": int(tiles["pos"].shape[1]) if tiles else None,
               "machine": machine_facts(), "onednn": onednn_enabled(),
               "dense_dilation": "conv2d" if trainable_conv() is _conv else "space_to_batch"}
     log(f"{report['machine']['cpu_model']} ({report['machine']['cpu_kind']}), {report['machine']['cpus']} cores; "
         f"precision {resolved} (asked: {precision}); oneDNN {'on' if report['onednn'] else 'off'}; "
         f"dense dilation by {report['dense_dilation']}")
-    for mode in ("patch", "dense"):
+    for mode in ("patch", "dense") if tiles else ("patch",):
         keras.utils.set_random_seed(0)
         net = build()
         model = DenseTrainer(net) if mode == "dense" else net
         compile_net(model, 1e-3, tolerance=n_classes > 2)
         if mode == "dense":
             ds, _, _ = tile_dataset(tiles, batch_size, seed=0)
+            it = iter(ds.repeat())
         else:
-            ds, _ = patch_dataset(patches, "train", batch_size, seed=0)
-        it = iter(ds.repeat())
+            feed = PatchBatches(samples, steps + 3)
+            it = (feed[i] for i in range(len(feed)))
         for _ in range(3):
             model.train_on_batch(*next(it))
-        samples, t0 = 0, time.perf_counter()
+        n, t0 = 0, time.perf_counter()
         for _ in range(steps):
             batch = next(it)
-            samples += int(np.sum(batch[2])) if mode == "dense" else len(batch[1])
+            n += int(np.sum(batch[2])) if mode == "dense" else len(batch[1])
             model.train_on_batch(*batch)
         seconds = time.perf_counter() - t0
-        report[mode] = {"samples": samples, "seconds": seconds, "samples_per_s": samples / seconds}
-        log(f"{mode:6s}: {samples} samples in {seconds:.2f} s: {samples / seconds:.0f} samples/s")
+        report[mode] = {"samples": n, "seconds": seconds, "samples_per_s": n / seconds}
+        log(f"{mode:6s}: {n} samples in {seconds:.2f} s: {n / seconds:.0f} samples/s")
     keras.mixed_precision.set_global_policy("float32")
-    report["speedup"] = report["dense"]["samples_per_s"] / report["patch"]["samples_per_s"]
-    log(f"dense training: {report['speedup']:.1f}x the samples per second of per-patch training "
-        f"(tiles of {report['tile']} px, up to {report['tile_edges']} edge pixels each)")
+    if tiles:
+        report["speedup"] = report["dense"]["samples_per_s"] / report["patch"]["samples_per_s"]
+        log(f"dense training: {report['speedup']:.1f}x the samples per second of per-patch training "
+            f"(tiles of {report['tile']} px, up to {report['tile_edges']} edge pixels each)")
     return report
 
 

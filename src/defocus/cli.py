@@ -280,10 +280,10 @@ def cmd_bench_train(args) -> int:
 def _add_bench_train(sub) -> None:
     p = sub.add_parser(
         "bench-train",
-        help="training samples per second, per patch and dense",
-        description="Times, in one run, training steps of a fresh network per patch (the patch set's training "
-        "patches) and dense (its training tiles), and prints samples (labelled edge pixels) per second and the "
-        "ratio; writes them as JSON. Needs a patch set made with patches.tile > 0 (dvc repro patches@bnet).",
+        help="training samples per second, per patch (and dense where there are tiles)",
+        description="Times, in one run, training steps of a fresh network per patch (drawn from the patch set's "
+        "training positions, augmented) and, if the set has training tiles (patches.tile > 0), dense; prints "
+        "samples (labelled edge pixels) per second and the ratio; writes them as JSON.",
     )
     p.add_argument("--patches", type=Path, default=Path("data/patches/bnet"), help="patch set (data/patches/bnet)")
     p.add_argument("--steps", type=int, default=30, help="timed training steps per path (30)")

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ._tf import keras, tf
-from .patchsets import iter_rows, open_split, open_tiles
+from .patchsets import TrainingSet, iter_rows, open_split, open_tiles
 
 
 # ---------------------------------------------------------------- pieces
@@ -91,6 +91,26 @@ def patch_dataset(folder: Path, split: str, batch_size: int, seed: int | None,
     return _finish(ds, fn), len(y)
 
 
+class PatchBatches(keras.utils.PyDataset):
+    """Batches ``start``, ``start + 1``, ... ``steps - 1`` of a :class:`~defocus.patchsets.TrainingSet`
+    as (float32 patches in [0, 1], int32 labels): what ``fit`` takes, under any Keras backend.
+
+    Batch ``g`` is a function of ``g`` and the set's seed (epoch ``g // steps_per_epoch``),
+    so a run resumed at batch ``start`` sees what an uninterrupted run would have.
+    """
+
+    def __init__(self, samples: TrainingSet, steps: int, start: int = 0):
+        super().__init__()
+        self.samples, self.steps, self.start = samples, int(steps), int(start)
+
+    def __len__(self) -> int:
+        return self.steps - self.start
+
+    def __getitem__(self, i: int):
+        x, y = self.samples.batch(self.start + i)
+        return x.astype(np.float32) / np.float32(255.0), y.astype(np.int32)
+
+
 def tile_dataset(tiles: dict, batch_size: int, seed: int | None) -> tuple[tf.data.Dataset, int, int]:
     """A tf.data pipeline of training tiles: ``((uint8 tiles, pos), labels (B, K), weights (B, K))``.
 
@@ -135,7 +155,7 @@ def compile_net(model: keras.Model, lr: float, tolerance: bool) -> None:
 
 
 def fit(model: keras.Model, patches: Path, params: dict, seed: int, live_dir: Path, checkpoint_dir: Path,
-        progress: bool = True) -> dict:
+        progress: bool = True, augment: str = "symmetries", rotations=()) -> dict:
     """Train ``model`` (already built and compiled under the strategy) on a patch set.
 
     Parameters
@@ -143,6 +163,8 @@ def fit(model: keras.Model, patches: Path, params: dict, seed: int, live_dir: Pa
     model : the network, or a :class:`~defocus.dense.DenseTrainer` of it to train
         on the patch set's tiles (``train_samples`` then counts labelled pixels)
     params : the stage's section: ``epochs``, ``lr``, ``lr_step``, ``batch_size``
+    augment, rotations : how training patches are augmented when drawn
+        (:class:`~defocus.patchsets.TrainingSet`)
     live_dir : dvclive folder (metrics.json, plots/metrics/*.tsv)
     checkpoint_dir : BackupAndRestore folder; a run killed before the end
         continues from its last finished epoch. Removed when training completes.
@@ -157,6 +179,7 @@ def fit(model: keras.Model, patches: Path, params: dict, seed: int, live_dir: Pa
 
     # a checkpoint left by a run with other settings or data (or the other mode) is not resumed
     stamp = json.dumps({"mode": "dense" if isinstance(model, DenseTrainer) else "patch", "params": params,
+                        "augment": [augment, list(rotations)],
                         "seed": seed, "data": sorted((f.name, f.stat().st_size) for f in Path(patches).glob("*.npy"))},
                        sort_keys=True, default=str)
     stamp_file = Path(checkpoint_dir) / "run.json"
@@ -180,8 +203,12 @@ def fit(model: keras.Model, patches: Path, params: dict, seed: int, live_dir: Pa
             model((np.zeros((1, side, side, 3), np.uint8), np.zeros((1, k, 2), np.int16)))
         steps = math.ceil(n_tiles / math.ceil(batch / tiles["pos"].shape[1]))
     else:
-        train, n_train = patch_dataset(patches, "train", batch, seed)
-        steps = math.ceil(n_train / batch)
+        samples = TrainingSet(patches, augment, rotations, seed=seed, batch_size=batch)
+        n_train, steps = len(samples), samples.steps_per_epoch
+        # a resumed run starts at the first batch of the epoch BackupAndRestore restores
+        meta = Path(checkpoint_dir) / "training_metadata.json"
+        first = json.loads(meta.read_text())["epoch"] if resuming and meta.exists() else 0
+        train = PatchBatches(samples, int(params["epochs"]) * steps, start=first * steps)
     val, n_val = patch_dataset(patches, "val", batch, None, as_tiles=dense)
     if n_train == 0:
         raise ValueError(f"{patches}: the training split is empty")
@@ -192,8 +219,9 @@ def fit(model: keras.Model, patches: Path, params: dict, seed: int, live_dir: Pa
     timer = _Throughput(n_train)
     t0 = time.perf_counter()
     hist = model.fit(
-        train.repeat(), validation_data=val.repeat() if n_val else None, epochs=int(params["epochs"]),
+        train if not dense else train.repeat(), validation_data=val.repeat() if n_val else None, epochs=int(params["epochs"]),
         steps_per_epoch=steps, validation_steps=val_steps, callbacks=[backup, schedule, timer, LiveLogger(live)],
+        shuffle=False,  # the order is the data's own (PatchBatches)
         verbose=2 if progress else 0,
     )
     live.end()
@@ -235,3 +263,56 @@ def freeze_f1_from(enet: keras.Model, bnet: keras.Model) -> None:
     f1 = f1_of(enet)
     f1.set_weights(f1_of(bnet).get_weights())
     f1.trainable = False
+
+
+# ---------------------------------------------------------------- resumable long runs
+def save_state(path: Path, model: keras.Model, progress: dict) -> None:
+    """Write a training state to one ``.npz`` file, atomically (a temporary file, then renamed).
+
+    It holds the model's variables (weights and the dropout layers' seed state), the
+    optimizer's (step count, Adam moments) and ``progress`` (JSON: step, samples,
+    schedule, data, precision, learning curve).
+    """
+    path = Path(path)
+    arrays = {f"w{i:03d}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.variables)}
+    arrays.update({f"o{i:03d}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.optimizer.variables)})
+    arrays["progress"] = np.frombuffer(json.dumps(progress, sort_keys=True).encode(), np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_state(path: Path, model: keras.Model) -> dict:
+    """Restore what :func:`save_state` wrote into ``model`` (compiled, same architecture and
+    optimizer) and return its progress record."""
+    with np.load(Path(path)) as f:
+        weights = [f[k] for k in sorted(k for k in f.files if k.startswith("w"))]
+        opt = [f[k] for k in sorted(k for k in f.files if k.startswith("o"))]
+        progress = json.loads(bytes(f["progress"]).decode())
+    if len(weights) != len(model.variables):
+        raise ValueError(f"{path}: {len(weights)} model variables stored, the model has {len(model.variables)}")
+    for var, value in zip(model.variables, weights):
+        var.assign(value)
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    if len(opt) != len(model.optimizer.variables):
+        raise ValueError(f"{path}: {len(opt)} optimizer variables stored, the optimizer has "
+                         f"{len(model.optimizer.variables)}")
+    for var, value in zip(model.optimizer.variables, opt):
+        var.assign(value)
+    return progress
+
+
+def evaluate_patches(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 512) -> dict:
+    """Exact and within-one-class accuracy of ``model`` on stored uint8 patches."""
+    pred = []
+    for i in range(0, len(y), batch_size):
+        xb = np.asarray(x[i : i + batch_size], dtype=np.float32) / np.float32(255.0)
+        pred.append(np.argmax(keras.ops.convert_to_numpy(model(xb, training=False)), axis=-1))
+    pred, y = np.concatenate(pred) if pred else np.zeros(0, int), np.asarray(y, dtype=np.int64)
+    return {"accuracy": float(np.mean(pred == y)) if len(y) else None,
+            "tolerance_accuracy": float(np.mean(np.abs(pred - y) <= 1)) if len(y) else None, "samples": int(len(y))}

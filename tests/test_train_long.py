@@ -1,0 +1,71 @@
+"""The resumable long run (scripts/train_long.py): killed mid-epoch, it continues to the same state."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from defocus.patchsets import Cell, write_patch_set
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def patch_set(tmp_path_factory):
+    rng = np.random.default_rng(5)
+    images = [rng.integers(0, 256, (90, 100, 3), dtype=np.uint8) for _ in range(4)]
+    masks = [rng.random((90, 100)) < 0.2 for _ in range(4)]
+    cells = [Cell(e, "train" if e < 3 else "val", e % 3, take=30, shape=(90, 100, 3)) for e in range(4)]
+    folder = tmp_path_factory.mktemp("long") / "bnet"
+    write_patch_set(folder, cells, lambda e: (images[e], masks[e]), seed=0, progress=False)
+    return folder
+
+
+def _run(patches, state, *extra):
+    cmd = [sys.executable, str(ROOT / "scripts" / "train_long.py"), "--patches", str(patches), "--state", str(state),
+           "--batch-size", "16", "--epochs", "3", "--lr-step", "2", "--checkpoint-steps", "4", "--val", "10", *extra]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+
+
+def _state(state):
+    with np.load(state / "state.npz") as f:
+        return {k: f[k] for k in f.files if k != "progress"}, json.loads(bytes(f["progress"]).decode())
+
+
+def test_a_killed_run_resumes_to_the_same_step_and_loss(patch_set, tmp_path):
+    whole = _run(patch_set, tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr
+    assert "end of the schedule" in whole.stdout
+    ref, ref_prog = _state(tmp_path / "whole")
+    assert ref_prog["step"] == ref_prog["total_steps"] == 18  # 90 positions, batch 16: 6 steps per epoch
+    assert ref_prog["samples"] == 3 * 90
+
+    killed = _run(patch_set, tmp_path / "split", "--die-at-step", "10")  # mid-epoch 1, last checkpoint at step 8
+    assert killed.returncode != 0
+    _, mid = _state(tmp_path / "split")
+    assert mid["step"] == 8 and mid["samples"] == 90 + 2 * 16  # epoch 0 ends with a batch of 10
+    again = _run(patch_set, tmp_path / "split")
+    assert again.returncode == 0, again.stderr
+    assert "continuing at step 8 of 18" in again.stdout
+    got, prog = _state(tmp_path / "split")
+    assert prog["step"] == 18 and prog["samples"] == ref_prog["samples"]
+    assert [(p["start_step"], p["end_step"]) for p in prog["pieces"]] == [(0, 8), (8, 18)]
+    assert prog["last_loss"] == pytest.approx(ref_prog["last_loss"], rel=1e-5)
+    assert sorted(got) == sorted(ref)
+    for k in ref:  # weights, dropout seeds, Adam moments and step count
+        np.testing.assert_allclose(got[k], ref[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    assert json.loads((tmp_path / "split" / "progress.json").read_text())["step"] == 18
+
+
+def test_status_and_a_finished_run(patch_set, tmp_path):
+    assert _run(patch_set, tmp_path / "s", "--max-steps", "5").returncode == 0
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_long.py"), "--state", str(tmp_path / "s"),
+                          "--status"], capture_output=True, text=True, timeout=60)
+    assert '"step": 5' in out.stdout
+    size = (tmp_path / "s" / "state.npz").stat().st_size
+    assert 6e6 < size < 10e6  # B-NET's state: weights, Adam's moments (issue: at most about 10 MB)
