@@ -132,3 +132,38 @@ def test_tolerance_accuracy_is_per_sample_and_weighted():
     m = keras.metrics.MeanMetricWrapper(tolerance_accuracy)
     m.update_state(y, pred, sample_weight=np.array([[1, 1, 0], [1, 0, 0]], np.float32))
     assert float(m.result()) == pytest.approx(2 / 3)
+
+
+def test_cached_inference_follows_each_models_weights(random_model_dir):
+    """Compiled functions and dense models are cached per model: loading models in turn (ids of
+    freed models get reused) or changing a model's weights never serves another's outputs."""
+    import gc
+
+    from defocus.estimate import dense_model
+    from defocus.patches import extract_patches, pad_image
+
+    img = textured_image(60, 70, seed=3)
+    rng = np.random.default_rng(1)
+    ys, xs = rng.integers(0, 60, 40), rng.integers(0, 70, 40)
+    patches = extract_patches(pad_image(img.astype(np.float32)), ys, xs)
+    seen = []
+    for i in range(4):
+        model = load_model(random_model_dir)
+        for net in (model.bnet, model.enet):
+            net.set_weights([w * (1 + 0.3 * i) for w in net.get_weights()])
+        direct = np.asarray(model.bnet(patches, training=False))
+        np.testing.assert_allclose(classify(model.bnet, img, ys, xs), direct, atol=1e-5)
+        dense_b = dense_model(model, 64).classify(img, ys, xs, blur_at=np.ones(len(ys), bool))[2]
+        np.testing.assert_allclose(dense_b, direct, atol=1e-4)
+        seen.append(direct)
+        del model
+        gc.collect()
+    assert all(np.abs(a - b).max() > 1e-3 for a, b in zip(seen, seen[1:]))  # the models do differ
+    model = load_model(random_model_dir)
+    first = dense_model(model, 64)
+    assert dense_model(model, 64) is first  # cached on the model
+    model.bnet.set_weights([w * 0.5 for w in model.bnet.get_weights()])  # changed in place: rebuilt
+    again = dense_model(model, 64)
+    assert again is not first
+    np.testing.assert_allclose(again.classify(img, ys, xs, blur_at=np.ones(len(ys), bool))[2],
+                               np.asarray(model.bnet(patches, training=False)), atol=1e-4)

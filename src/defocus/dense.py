@@ -29,7 +29,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._tf import keras, onednn_enabled, tf
-from .estimate import DEFAULT_TILE
 from .levels import DEPTH
 from .nets import find_layer
 from .patches import CROP_15, CROP_27, pad_image
@@ -146,7 +145,7 @@ class DenseModel:
         ``(tile + 40) ** 2`` px x 64 channels each, bound the memory.
     """
 
-    def __init__(self, model, tile: int = DEFAULT_TILE):
+    def __init__(self, model, tile: int):
         self.tile = int(tile)
         if self.tile < 1:
             raise ValueError(f"tile must be >= 1, got {tile}")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,29 +22,44 @@ DEFAULT_TILE = 384
 #: "patch": every edge pixel's 41 px patch through the whole network (the reference).
 METHODS = ("dense", "patch")
 
-_COMPILED: dict[int, object] = {}
-_DENSE: dict[tuple[int, int], object] = {}
+#: traced inference functions, keyed by the network itself (an entry goes with its network)
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _weights_key(*nets) -> str:
+    """A digest of the networks' weights (what a :class:`~defocus.dense.DenseModel` copies)."""
+    h = hashlib.blake2b(digest_size=16)
+    for net in nets:
+        for w in net.get_weights():
+            h.update(np.ascontiguousarray(w).tobytes())
+    return h.hexdigest()
 
 
 def dense_model(model, tile: int = DEFAULT_TILE):
-    """The :class:`defocus.dense.DenseModel` of ``model`` (built once, then cached)."""
+    """The :class:`defocus.dense.DenseModel` of ``model``, kept on ``model`` itself (so it
+    lives as long as the model) and built again when the tile or the networks' weights
+    changed (the dense model holds copies of them)."""
     from .dense import DenseModel
 
-    key = (id(model), int(tile))
-    if key not in _DENSE:
-        _DENSE[key] = DenseModel(model, tile)
-    return _DENSE[key]
+    key = (int(tile), _weights_key(model.bnet, model.enet))
+    cache = vars(model).setdefault("_dense", {})
+    if cache.get("key") != key:
+        cache.clear()
+        cache.update(key=key, dense=DenseModel(model, tile))
+    return cache["dense"]
 
 
 def _compiled(net):
-    """A traced inference function for ``net`` (one trace for any batch size)."""
+    """A traced inference function for ``net`` (one trace for any batch size); it calls the
+    network, so it follows the network's weights."""
     from ._tf import tf
 
-    fn = _COMPILED.get(id(net))
+    fn = _COMPILED.get(net)
     if fn is None:
         spec = tf.TensorSpec((None, PATCH, PATCH, 3), tf.float32)
-        fn = tf.function(lambda x: net(x, training=False), input_signature=[spec])
-        _COMPILED[id(net)] = fn
+        ref = weakref.ref(net)  # the function must not keep its network alive (it is the cache's value)
+        fn = tf.function(lambda x: ref()(x, training=False), input_signature=[spec])
+        _COMPILED[net] = fn
     return fn
 
 
