@@ -16,7 +16,8 @@ as an uninterrupted one. Commit ``training/bnet`` after each piece.
 The data (download, synth_bnet, patches@bnet of the profile; about 7 GB for the gpu profile,
 30-40 minutes on 2 cores the first time) is built by the pipeline's own stage scripts in
 ``data/long/<profile>/`` and reused while its parameters are unchanged. Learning curve: the
-validation split's first ``--val`` patches at every checkpoint, in ``progress.json``.
+benchmark set's (``dvc repro benchmark``; else the validation split's) first ``--val`` patches
+at every checkpoint, in ``progress.json``.
 """
 
 from __future__ import annotations
@@ -100,7 +101,10 @@ def main(argv=None) -> int:
     ap.add_argument("--checkpoint-minutes", type=float, default=5.0, help="minutes between checkpoints (5)")
     ap.add_argument("--checkpoint-steps", type=int, default=0, help="checkpoint every N steps instead (tests)")
     ap.add_argument("--max-steps", type=int, default=0, help="stop this piece after N steps (0: no limit)")
-    ap.add_argument("--val", type=int, default=23000, help="validation patches measured at each checkpoint (23000)")
+    ap.add_argument("--val", type=int, default=23000, help="patches measured at each checkpoint (23000)")
+    ap.add_argument("--benchmark", type=Path, default=ROOT / "data" / "benchmark" / "bnet",
+                    help="measure on this benchmark set (dvc repro benchmark) when it exists, else on the "
+                    "validation split (data/benchmark/bnet)")
     ap.add_argument("--status", action="store_true", help="print where the run stands and exit")
     ap.add_argument("--die-at-step", type=int, default=0, help=argparse.SUPPRESS)  # tests: SIGKILL after step N
     args = ap.parse_args(argv)
@@ -145,7 +149,8 @@ def main(argv=None) -> int:
     from defocus._tf import keras, tf
     from defocus import nets
     from defocus.patchsets import TrainingSet, open_split
-    from defocus.train import compile_net, evaluate_patches, load_state, save_state
+    from defocus.benchmark import accuracy
+    from defocus.train import compile_net, load_state, save_state
 
     import numpy as np
 
@@ -155,7 +160,8 @@ def main(argv=None) -> int:
     total = config["epochs"] * steps_per_epoch
     boundary = config["lr_step"] * steps_per_epoch
     data_id = fingerprint(patches)
-    val_x, val_y = open_split(patches, "val")
+    measured_on = "benchmark" if (args.benchmark / "val_y.npy").exists() else "val"
+    val_x, val_y = open_split(args.benchmark if measured_on == "benchmark" else patches, "val")
     val_x, val_y = val_x[: args.val], val_y[: args.val]
 
     keras.utils.set_random_seed(config["seed"])
@@ -193,11 +199,11 @@ def main(argv=None) -> int:
 
     def checkpoint(measure: bool) -> None:
         if measure and len(val_y):
-            acc = evaluate_patches(model, val_x, val_y)
+            acc = accuracy(model, val_x, val_y)
             prog["curve"].append({"step": prog["step"], "samples": prog["samples"],
                                   "hours": round(prog["seconds"] / 3600, 3), "loss": round(running["loss"], 4),
-                                  "val_accuracy": round(acc["accuracy"], 4),
-                                  "val_tolerance_accuracy": round(acc["tolerance_accuracy"], 4)})
+                                  "on": measured_on, "accuracy": round(acc["accuracy"], 4),
+                                  "tolerance_accuracy": round(acc["tolerance_accuracy"], 4)})
         prog["pieces"][-1]["end_step"] = prog["step"]
         save_state(state_file, model, prog)
         tmp = progress_file.with_name(f".{progress_file.name}.tmp")
@@ -247,8 +253,8 @@ def main(argv=None) -> int:
     why = stop["why"] or ("end of the schedule" if prog["step"] == total else "piece time or step limit")
     last = prog["curve"][-1] if prog["curve"] else {}
     print(f"train_long: stopped ({why}) at step {prog['step']} of {total}, {prog['samples']:,} samples, "
-          f"{prog['seconds'] / 3600:.2f} h of training in all; validation {last.get('val_accuracy')} exact, "
-          f"{last.get('val_tolerance_accuracy')} within one level. State: {state_file}", flush=True)
+          f"{prog['seconds'] / 3600:.2f} h of training in all; on the {last.get('on')} set {last.get('accuracy')} exact, "
+          f"{last.get('tolerance_accuracy')} within one level. State: {state_file}", flush=True)
     return 0
 
 

@@ -17,7 +17,7 @@ def main() -> int:
         save_json(tmp / "manifest.json", manifest)
     save_json(SUMMARY, {
         name: {"status": d["status"], "comparable": d["comparable"], "files": len(d["files"]),
-               "heldout": len(d["heldout"]), "skipped": len(d["skipped"])}
+               "heldout": len(d["heldout"]), "benchmark": len(d.get("benchmark", [])), "skipped": len(d["skipped"])}
         for name, d in manifest.items()
     })
     return 0

@@ -9,7 +9,6 @@ import json
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -17,6 +16,7 @@ from defocus.edges import detect_edges
 from defocus.images import load_image, load_mask, save_json, to_uint8
 from defocus.levels import BLUR_RADII, DEPTH, PATTERN
 from defocus.params import load_params
+from defocus.synthesis import near_boundary
 from defocus.patchsets import Cell, allocate, inner, margin_for, tile_margin, write_patch_set, write_tile_set
 
 
@@ -33,10 +33,7 @@ def main(net: str) -> int:
         image = load_image(synth / e["file"])
         edges = detect_edges(image, p["canny_sigma"], p["canny_low"], p["canny_high"])
         if e.get("kind") == "depth":
-            band = int(np.ceil(e["r_fg"])) + q["depth_band"]
-            near = load_mask(synth / e["boundary"], image.shape[:2]).astype(np.uint8)
-            near = cv2.dilate(near, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1)))
-            edges &= near > 0
+            edges &= near_boundary(load_mask(synth / e["boundary"], image.shape[:2]), e["r_fg"], q["depth_band"])
         return to_uint8(image), edges
 
     label = (lambda e: e["label"]) if net == "bnet" else (lambda e: DEPTH if e["kind"] == "depth" else PATTERN)

@@ -2,7 +2,6 @@
 
 import itertools
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -11,10 +10,9 @@ from tqdm import tqdm
 
 from defocus.datasets import salient_pool, sharp_pool
 from defocus.images import atomic_dir, load_image, load_mask, save_json, save_png, to_uint8
-from defocus.levels import BLUR_RADII
 from defocus.params import load_params
 from defocus.patchsets import split_ids
-from defocus.synthesis import boundary, composite, disk_blur, fit_background, ramp_map, step_map, varying_blur
+from defocus.synthesis import boundary, composite, fit_background, pattern_variants
 
 RAW, OUT, SUMMARY = Path("data/raw"), Path("data/synth/enet"), Path("reports/data/synth_enet.json")
 
@@ -51,20 +49,10 @@ def main() -> int:
                     index.append({"file": name, "kind": "depth", "source": oid, "background": bid,
                                   "split": obj_split[oid], "boundary": f"{stem}_boundary.png",
                                   "r_fg": float(r_fg), "r_bg": float(r_bg)})
-        n_levels, step = len(BLUR_RADII), 0.25
         for i, (sid, path) in enumerate(tqdm(sharp[: p["pattern_images"]], desc="pattern", unit="img",
                                               disable=not sys.stderr.isatty())):
             rng = np.random.default_rng([seed, 22, i])
-            img = load_image(path)
-            shape = img.shape[:2]
-            a, b = rng.choice(n_levels, size=2, replace=False)
-            r0 = BLUR_RADII[rng.integers(0, n_levels - p["steps"] + 1)]
-            angle = float(rng.uniform(0, 2 * math.pi))
-            variants = {
-                "uniform": disk_blur(img, BLUR_RADII[a]),
-                "gradual": varying_blur(img, ramp_map(shape, BLUR_RADII[a], BLUR_RADII[b], angle)),
-                "step": varying_blur(img, step_map(shape, r0, p["steps"], angle, step)),
-            }
+            variants = pattern_variants(load_image(path), rng, p["steps"])
             for kind, blurred in variants.items():
                 name = f"{sid.replace('/', '_')}_{kind}.png"
                 save_png(tmp / name, to_uint8(blurred))

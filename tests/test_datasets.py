@@ -279,6 +279,25 @@ def test_gather_from_a_mirror(tmp_path, mirror):
     assert (out / "ilsvrc" / "n2.jpg").read_bytes() == (mirror / "sharp" / "ilsvrc" / "n2.jpg").read_bytes()
 
 
+def test_gather_reserves_the_benchmark_files_at_the_end(tmp_path, mirror):
+    """The last readable files of each listing are the benchmark's, whatever the training sizes ask."""
+    params = dict(_params(mirror), sharp=10, salient=10, benchmark={"sharp": 1, "salient": 2})
+    with pytest.warns(UserWarning, match="coco: skipped 1 unreadable"):
+        manifest = gather(params, tmp_path / "raw", tmp_path / "downloads", progress=False)
+    coco, il, sal = manifest["coco"], manifest["ilsvrc"], manifest["salient"]
+    assert coco["benchmark"] == [{"file": "e.jpg"}] and il["benchmark"] == [{"file": "n4.jpg"}]
+    assert {"file": "e.jpg"} not in coco["files"] + coco["heldout"]
+    assert sorted(r["file"] for r in coco["files"] + coco["heldout"]) == ["a.jpg", "c.jpg", "d.jpg"]
+    assert [r["images"] for r in sal["benchmark"]] == ["images/s3.jpg", "images/s4.jpg"]
+    assert sorted(r["images"] for r in sal["files"] + sal["heldout"]) == ["images/s1.jpg", "images/s2.jpg"]
+    assert (tmp_path / "raw" / "benchmark" / "coco" / "e.jpg").exists()
+    raw = tmp_path / "raw"
+    assert [i for i, _ in datasets.sharp_pool(raw, manifest, "benchmark")] == ["coco/e", "ilsvrc/n4"]
+    assert [i for i, _, _ in datasets.salient_pool(raw, manifest, "benchmark")] == ["salient/s3", "salient/s4"]
+    with pytest.raises(ValueError, match="heldout"):
+        datasets.sharp_pool(raw, manifest, "test")
+
+
 def test_gather_short_dataset_takes_what_there_is(tmp_path, mirror):
     params = _params(mirror)
     params["sharp"], params["sharp_heldout"] = 5, 2  # coco has 4 readable photos

@@ -53,7 +53,8 @@ def tiny_repo(tmp_path_factory):
     files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
                            capture_output=True, text=True, check=True).stdout.split()
     for f in files:
-        if (REPO / f).is_file() and not f.startswith(("data/", "models/")) and f != "dvc.lock":
+        if (REPO / f).is_file() and not f.startswith(("data/", "models/")) and f != "dvc.lock" \
+                or f.startswith("models/default/"):  # the shipped model: a row of the benchmark scores
             (repo / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / f, repo / f)
     for f in ("data/.gitignore", "data/synth/.gitignore", "data/patches/.gitignore"):
@@ -89,8 +90,11 @@ def test_repro_tiny_profile(tiny_repo):
         for split in ("train", "val"):
             y = np.load(folder / f"{split}_y.npy")
             meta = np.load(folder / f"{split}_meta.npy")
-            x = np.load(folder / f"{split}_x.npy", mmap_mode="r")
-            assert x.shape == (len(y), 41, 41, 3) and x.dtype == np.uint8
+            if split == "val":  # stored patches
+                x = np.load(folder / "val_x.npy", mmap_mode="r")
+                assert x.shape == (len(y), 41, 41, 3) and x.dtype == np.uint8
+            else:  # positions in stored images, cut when drawn
+                assert np.load(folder / "train_pos.npy").shape == (len(y), 3)
             counts = np.bincount(y, minlength=n_classes)
             assert len(y) > 0 and (counts == counts[0]).all(), (net, split, counts)
             index = json.loads((tiny_repo / "data" / "synth" / net / "index.json").read_text())["entries"]
@@ -142,7 +146,8 @@ def test_repro_tiny_profile(tiny_repo):
     assert _out_hashes(tiny_repo) == before
 
 
-EVAL_STAGES = ["synth_test", "reference", "infer", "propagate", "baselines", "table1", "table2", "fig9", "gallery"]
+EVAL_STAGES = ["synth_test", "reference", "infer", "propagate", "baselines", "table1", "table2", "fig9", "gallery",
+               "benchmark", "score"]
 AFTER_PSI = ["propagate", "table1", "table2", "fig9", "gallery"]
 
 
@@ -170,6 +175,19 @@ def test_evaluation_and_psi_experiment(tiny_repo):
     assert len((reports / "pr" / "dbd" / "ours.csv").read_text().splitlines()) == 1 + 21  # header + alphas
     shown = _run(["dvc", "metrics", "show"], tiny_repo)
     assert "reports/eval/table1.json" in shown and "rtf.ours.raw_mae" in shown
+    # the benchmark set: files no profile trains on; every network scored on it in the same run
+    bench = json.loads((tiny_repo / "reports/data/benchmark.json").read_text())
+    assert bench["photos"] == 4 and bench["bnet"]["patches"] == 23 * 40 and bench["enet"]["patches"] == 2 * 200
+    manifest = json.loads((tiny_repo / "data/raw/manifest.json").read_text())
+    for name in ("coco", "ilsvrc"):
+        used = {r["file"] for r in manifest[name]["files"] + manifest[name]["heldout"]}
+        assert len(manifest[name]["benchmark"]) == 2 and not used & {r["file"] for r in manifest[name]["benchmark"]}
+    scores = json.loads((reports / "benchmark.json").read_text())
+    assert set(scores) == {"this_run", "shipped", "published"}
+    for row in scores.values():
+        assert 0 <= row["bnet"]["accuracy"] <= row["bnet"]["tolerance_accuracy"] <= 1
+        assert row["bnet"]["samples"] == 920 and row["enet"]["samples"] == 400
+    assert scores["published"]["bnet"]["accuracy"] > 0.75  # the published B-NET: 94 % on the full set
 
     # `dvc exp run -S psi=0` re-runs only what depends on psi, and the MAE row follows
     _run(["git", "add", "-A"], tiny_repo)
@@ -192,6 +210,8 @@ def test_evaluation_and_psi_experiment(tiny_repo):
     t1_none = json.loads((reports / "table1.json").read_text())
     assert t1_none["rtf"]["published"] == {"available": False}
     assert "unavailable" in (reports / "table1.md").read_text()
+    assert "published" not in json.loads((reports / "benchmark.json").read_text())
+    assert "unavailable" in (reports / "benchmark.md").read_text()
 
 
 def test_killed_training_resumes(tiny_repo):

@@ -85,3 +85,19 @@ def test_fit_discards_a_checkpoint_of_other_settings(patch_set, tmp_path, capsys
     summary = fit(net, patch_set, params, 0, tmp_path / "live", ckpt, progress=False)
     assert summary["epochs"] == 1 and "starting afresh" in capsys.readouterr().out
     assert not ckpt.exists()
+
+
+def test_bench_train_without_tiles(patch_set, tmp_path):
+    """A patch set without training tiles (the default, patches.tile: 0) is timed per patch only."""
+    import shutil
+
+    from defocus.cli import main
+
+    plain = tmp_path / "plain"
+    shutil.copytree(patch_set, plain, ignore=shutil.ignore_patterns("train_tiles_*"))
+    out = tmp_path / "bench_train.json"
+    assert main(["bench-train", "--patches", str(plain), "--steps", "2", "--batch-size", "16",
+                 "--precision", "float32", "--out", str(out)]) == 0
+    rep = json.loads(out.read_text())
+    assert rep["tile"] is None and "dense" not in rep and "speedup" not in rep
+    assert rep["patch"]["samples"] == 32 and rep["patch"]["samples_per_s"] > 0

@@ -288,9 +288,20 @@ def gather(params: dict, out: Path, downloads: Path, progress: bool = True) -> d
             continue
         root, layout, source = found
         n_train, n_held = _wanted(ds.role, params)
+        records = list_parts(root, layout)
+        # the benchmark's files: the last readable ones of the listing, never trained on whatever the sizes
+        n_bench = int((params.get("benchmark") or {}).get(ds.role, 0))
+        bench, cut = [], len(records)
+        for i in range(len(records) - 1, -1, -1):
+            if len(bench) == n_bench:
+                break
+            if not check_record(records[i], ds.role):
+                bench.insert(0, records[i])
+            cut = i
+        records = records[:cut]
         keep, skipped = [], []
         limit = None if n_train is None else n_train + n_held
-        for rec in list_parts(root, layout):
+        for rec in records:
             if limit is not None and len(keep) == limit:
                 break
             why = check_record(rec, ds.role)
@@ -308,10 +319,11 @@ def gather(params: dict, out: Path, downloads: Path, progress: bool = True) -> d
             "status": "ok", "source": source, "comparable": True,
             "files": copy_records(train, out / name),
             "heldout": copy_records(held, out / "heldout" / name),
+            "benchmark": copy_records(bench, out / "benchmark" / name),
             "skipped": skipped,
         }
         short = "" if limit is None or len(keep) == limit else f" (only {len(keep)} of {limit} wanted)"
-        print(f"download: {name}: {len(train)} + {len(held)} held out from {source}{short}")
+        print(f"download: {name}: {len(train)} + {len(held)} held out + {len(bench)} benchmark from {source}{short}")
     sharp = [n for n, d in DATASETS.items() if d.role == "sharp"]
     if all(manifest[n]["status"] == "unavailable" for n in sharp):
         warnings.warn("no sharp photo set found: using the photos bundled with scikit-image. "
@@ -322,31 +334,39 @@ def gather(params: dict, out: Path, downloads: Path, progress: bool = True) -> d
     return manifest
 
 
-def sharp_pool(raw: Path, manifest: dict, heldout: bool = False) -> list[tuple[str, Path]]:
+def sharp_pool(raw: Path, manifest: dict, heldout: bool | str = False) -> list[tuple[str, Path]]:
     """Sharp photos of the download stage as (id, path), the sources interleaved.
 
     Ids are ``<dataset>/<file stem>``; order: first of each source, second of
-    each source, and so on.
+    each source, and so on. ``heldout``: False (training photos), True (held out
+    for evaluation) or ``"benchmark"`` (the networks' benchmark set).
     """
     lists = []
     for name in [*(n for n, d in DATASETS.items() if d.role == "sharp"), "skimage"]:
         entry = manifest.get(name)
         if not entry or entry["status"] == "unavailable":
             continue
-        key = "heldout" if heldout else "files"
-        base = raw / "heldout" / name if heldout else raw / name
-        lists.append([(f"{name}/{Path(r['file']).stem}", base / r["file"]) for r in entry[key]])
+        key = _pool_key(heldout)
+        base = raw / name if key == "files" else raw / key / name
+        lists.append([(f"{name}/{Path(r['file']).stem}", base / r["file"]) for r in entry.get(key, [])])
     pool = []
     for i in range(max((len(l) for l in lists), default=0)):
         pool.extend(l[i] for l in lists if i < len(l))
     return pool
 
 
-def salient_pool(raw: Path, manifest: dict, heldout: bool = False) -> list[tuple[str, Path, Path]]:
-    """Salient objects as (id, image path, mask path)."""
+def salient_pool(raw: Path, manifest: dict, heldout: bool | str = False) -> list[tuple[str, Path, Path]]:
+    """Salient objects as (id, image path, mask path); ``heldout`` as :func:`sharp_pool`."""
     entry = manifest.get("salient")
     if not entry or entry["status"] == "unavailable":
         return []
-    base = raw / "heldout" / "salient" if heldout else raw / "salient"
+    key = _pool_key(heldout)
+    base = raw / "salient" if key == "files" else raw / key / "salient"
     return [(f"salient/{Path(r['images']).stem}", base / r["images"], base / r["masks"])
-            for r in entry["heldout" if heldout else "files"]]
+            for r in entry.get(key, [])]
+
+
+def _pool_key(heldout: bool | str) -> str:
+    if heldout not in (False, True, "benchmark"):
+        raise ValueError(f"heldout must be False, True or 'benchmark', got {heldout!r}")
+    return "benchmark" if heldout == "benchmark" else "heldout" if heldout else "files"

@@ -190,3 +190,31 @@ def fit_background(background: np.ndarray, shape: tuple[int, int], rng: np.rando
     y = int(rng.integers(0, hb - h + 1))
     x = int(rng.integers(0, wb - w + 1))
     return background[y : y + h, x : x + w]
+
+
+def near_boundary(boundary_mask: np.ndarray, r_fg: float, band: int) -> np.ndarray:
+    """Pixels within ``ceil(r_fg) + band`` px of an object's boundary (a disk), (H, W) bool:
+    where a Canny edge of a composite is a depth edge (the object's edge blurred by ``r_fg``)."""
+    reach = int(np.ceil(r_fg)) + int(band)
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))
+    return cv2.dilate(np.asarray(boundary_mask, dtype=np.uint8), disk) > 0
+
+
+def pattern_variants(image: np.ndarray, rng: np.random.Generator, steps: int,
+                     radii=BLUR_RADII, step: float = 0.25) -> dict[str, np.ndarray]:
+    """The three pattern-edge images of E-NET's training data made from one sharp photo.
+
+    ``uniform``: one radius of ``radii`` everywhere; ``gradual``: a linear ramp between two
+    radii along a random direction; ``step``: ``steps`` bands, each ``step`` px more blurred
+    than the last. Radii and direction are drawn from ``rng``. Images in [0, 1], float32.
+    """
+    n = len(radii)
+    shape = image.shape[:2]
+    a, b = rng.choice(n, size=2, replace=False)
+    r0 = radii[rng.integers(0, n - steps + 1)]
+    angle = float(rng.uniform(0, 2 * math.pi))
+    return {
+        "uniform": disk_blur(image, radii[a]),
+        "gradual": varying_blur(image, ramp_map(shape, radii[a], radii[b], angle)),
+        "step": varying_blur(image, step_map(shape, r0, steps, angle, step)),
+    }

@@ -305,14 +305,3 @@ def load_state(path: Path, model: keras.Model) -> dict:
     for var, value in zip(model.optimizer.variables, opt):
         var.assign(value)
     return progress
-
-
-def evaluate_patches(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 512) -> dict:
-    """Exact and within-one-class accuracy of ``model`` on stored uint8 patches."""
-    pred = []
-    for i in range(0, len(y), batch_size):
-        xb = np.asarray(x[i : i + batch_size], dtype=np.float32) / np.float32(255.0)
-        pred.append(np.argmax(keras.ops.convert_to_numpy(model(xb, training=False)), axis=-1))
-    pred, y = np.concatenate(pred) if pred else np.zeros(0, int), np.asarray(y, dtype=np.int64)
-    return {"accuracy": float(np.mean(pred == y)) if len(y) else None,
-            "tolerance_accuracy": float(np.mean(np.abs(pred - y) <= 1)) if len(y) else None, "samples": int(len(y))}
