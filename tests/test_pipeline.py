@@ -188,6 +188,14 @@ def test_evaluation_and_psi_experiment(tiny_repo):
         assert 0 <= row["bnet"]["accuracy"] <= row["bnet"]["tolerance_accuracy"] <= 1
         assert row["bnet"]["samples"] == 920 and row["enet"]["samples"] == 400
     assert scores["published"]["bnet"]["accuracy"] > 0.75  # the published B-NET: 94 % on the full set
+    from defocus.summary import summarize
+
+    text = summarize(tiny_repo)
+    assert all(len(line) <= 100 for line in text.splitlines())
+    assert "Table I" in text or "RTF" in text
+    bench_lines = text.split("Benchmark set")[1].splitlines()[1:4]
+    assert [line.split()[0] for line in bench_lines] == ["this", "shipped", "published"]
+    assert f"{scores['published']['bnet']['accuracy']:.3f}" in bench_lines[2]
 
     # `dvc exp run -S psi=0` re-runs only what depends on psi, and the MAE row follows
     _run(["git", "add", "-A"], tiny_repo)

@@ -104,6 +104,14 @@ def summarize(root: str | Path = ".") -> str:
         if tr["enet"]:
             parts.append(f"E-NET {tr['enet'].get('val_accuracy', math.nan):.3f}")
         lines += ["", "Training, validation accuracy: " + "; ".join(parts)]
+    bench = _load(root / "reports" / "eval" / "benchmark.json")
+    if bench:
+        names = {"this_run": "this run", "shipped": "shipped", "published": "published"}
+        lines += ["", "Benchmark set (reports/eval/benchmark.md), B-NET exact / within one level, E-NET:"]
+        for key, row in bench.items():
+            b, e = row.get("bnet", {}), row.get("enet", {})
+            lines.append(f"  {names.get(key, key):<12} B-NET {b.get('accuracy', math.nan):.3f} / "
+                         f"{b.get('tolerance_accuracy', math.nan):.3f}   E-NET {e.get('accuracy', math.nan):.3f}")
     lines += ["", "Full tables: reports/eval/table1.md, table2.md, fig9.md; figures: reports/eval/figures.md",
               "Seconds per image are this machine's, from this run's log (reports/timings/).",
               "Next: dvc exp run -S psi=0     # re-runs only the stages psi touches",
