@@ -59,7 +59,7 @@ def table1(params) -> None:
         raw = [metrics.raw_mae(e, g, crop_right=crop) for e, g in zip(maps, gts, strict=True)]
         rel = ([metrics.relative_mae(e, g, conv, crop_right=crop) for e, g in zip(maps, gts, strict=True)]
                if conv is not None else [math.nan])
-        label = m.label + (f", psi = {psi:g}" if m.key in ("ours", "published") else "")
+        label = m.label + (f", psi = {psi:g}" if m.key in ("ours", "shipped", "published") else "")
         rows.append([label, f"{np.mean(raw):.3f} +- {np.std(raw):.3f}", fmt(float(np.mean(rel))),
                      *[f"{x:.3f}" for x in raw]])
         out[m.key] = {"available": True, "raw_mae": round(float(np.mean(raw)), 4),

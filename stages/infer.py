@@ -1,5 +1,5 @@
-"""Stage infer: edges, E-NET and B-NET on every evaluation image, for our model and
-(when present) the published TIP-2022 weights.
+"""Stage infer: edges, E-NET and B-NET on every evaluation image, for this run's model, the
+shipped model (models/default) and (when present) the published TIP-2022 weights.
 
 Writes one label image per image and model (``defocus.evalsets.encode_labels``):
 E-NET's pattern/depth decision and B-NET's level at *every* edge pixel, so the
@@ -30,7 +30,7 @@ TIMES = Path("reports/timings/times_infer.json")
 
 
 def models() -> dict:
-    out = {"ours": load_model("data/models/pipeline")}
+    out = {"ours": load_model("data/models/pipeline"), "shipped": load_model("models/default")}
     if json.loads(Path("data/reference/status.json").read_text())["status"] == "ok":
         out["published"] = load_published("data/reference")
     return out

@@ -2,8 +2,8 @@
 
 Usage: python stages/propagate.py main|baselines
 
-``main`` (depends on ``psi``): our model and the published weights, domain
-transform with the depth-edge penalty ``psi`` -> data/eval/maps/{ours,published}.
+``main`` (depends on ``psi``): this run's model, the shipped model and the published weights,
+domain transform with the depth-edge penalty ``psi`` -> data/eval/maps/{ours,shipped,published}.
 ``baselines`` (independent of ``psi``, so ``dvc exp run -S psi=...`` never
 re-runs it) -> data/eval/baselines/:
 
@@ -45,7 +45,7 @@ def methods(which: str, params: dict) -> dict:
         return run
 
     if which == "main":
-        return {"ours": dt("ours", psi), "published": dt("published", psi)}
+        return {"ours": dt("ours", psi), "shipped": dt("shipped", psi), "published": dt("published", psi)}
 
     from defocus.matting import propagate_matting
     from defocus.metrics import load_conversion, sigma_to_radius

@@ -160,7 +160,7 @@ def test_evaluation_and_psi_experiment(tiny_repo):
         assert (reports / f).is_file(), f
     t1 = json.loads((reports / "table1.json").read_text())
     assert t1["scenes"] == 2  # tiny profile: at most 2 images per set
-    for key in ("ours", "published", "zhuo_sim", "no_enet", "psi0", "matting"):
+    for key in ("ours", "shipped", "published", "zhuo_sim", "no_enet", "psi0", "matting"):
         row = t1["rtf"][key]
         assert row["available"] and 0 < row["raw_mae"] < 6, (key, row)
         assert 0 < row["relative_mae"] < 1, (key, row)

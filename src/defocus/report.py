@@ -31,6 +31,7 @@ class Method:
 
 METHODS = (
     Method("ours", "Ours (this pipeline's model)", MAPS, "ours", ("edges", "enet", "bnet")),
+    Method("shipped", "Ours (shipped model, models/default)", MAPS, "shipped", ("edges", "enet", "bnet")),
     Method("published", "TIP-2022 published weights (reference)", MAPS, "published", ("edges", "enet", "bnet")),
     Method("zhuo_sim", "Zhuo & Sim 2011 (our implementation)", BASELINES, None, ()),
     Method("no_enet", "Ours without E-NET (all edges = pattern)", BASELINES, "ours", ("edges", "bnet_all_edges")),

@@ -17,11 +17,12 @@ import numpy as np
 
 WIDTH = 100
 LABELS = {  # short method names (the reports have the long ones)
-    "ours": "ours", "published": "published TIP-2022 weights", "zhuo_sim": "Zhuo & Sim 2011",
+    "ours": "ours", "shipped": "ours, shipped model", "published": "published TIP-2022 weights",
+    "zhuo_sim": "Zhuo & Sim 2011",
     "no_enet": "ours without E-NET", "psi0": "ours, psi = 0", "matting": "ours, matting propagation",
     "blurry": "blurry input (no deblurring)", "gt": "ground-truth map",
 }
-ORDER = ("ours", "published", "zhuo_sim", "no_enet", "psi0", "matting")
+ORDER = ("ours", "shipped", "published", "zhuo_sim", "no_enet", "psi0", "matting")
 
 
 def _load(path: Path) -> dict | None:
@@ -108,8 +109,8 @@ def summarize(root: str | Path = ".") -> str:
     if bench:
         names = {"this_run": "this run", "shipped": "shipped", "published": "published"}
         lines += ["", "Benchmark set (reports/eval/benchmark.md), B-NET exact / within one level, E-NET:"]
-        for key, row in bench.items():
-            b, e = row.get("bnet", {}), row.get("enet", {})
+        for key in [k for k in names if k in bench]:
+            b, e = bench[key].get("bnet", {}), bench[key].get("enet", {})
             lines.append(f"  {names.get(key, key):<12} B-NET {b.get('accuracy', math.nan):.3f} / "
                          f"{b.get('tolerance_accuracy', math.nan):.3f}   E-NET {e.get('accuracy', math.nan):.3f}")
     lines += ["", "Full tables: reports/eval/table1.md, table2.md, fig9.md; figures: reports/eval/figures.md",
