@@ -101,3 +101,19 @@ def test_bench_train_without_tiles(patch_set, tmp_path):
     rep = json.loads(out.read_text())
     assert rep["tile"] is None and "dense" not in rep and "speedup" not in rep
     assert rep["patch"]["samples"] == 32 and rep["patch"]["samples_per_s"] > 0
+
+
+def test_bench_train_time_to_accuracy(patch_set, tmp_path):
+    """--benchmark trains until the target accuracy (or the cap) and reports when it got there."""
+    from defocus.cli import main
+
+    out = tmp_path / "tta.json"
+    args = ["bench-train", "--patches", str(patch_set), "--steps", "1", "--batch-size", "16", "--precision",
+            "float32", "--benchmark", str(patch_set), "--eval-every", "0.5", "--out", str(out)]
+    assert main([*args, "--target", "0.0"]) == 0  # any accuracy reaches 0: at the first measurement
+    tta = json.loads(out.read_text())["time_to_accuracy"]
+    assert tta["reached"]["samples"] > 0 and tta["curve"][0]["accuracy"] >= 0 and tta["eval_samples"] == 36
+    assert main([*args, "--target", "1.1", "--cap-minutes", "0.02"]) == 0  # unreachable: stops at the cap
+    tta = json.loads(out.read_text())["time_to_accuracy"]
+    assert tta["reached"] is None and 0 <= tta["accuracy"] <= 1 and tta["curve"][-1]["seconds"] >= 1.2
+    assert main([*args, "--benchmark", str(tmp_path / "none")]) == 2

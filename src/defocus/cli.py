@@ -291,6 +291,12 @@ def _add_bench_train(sub) -> None:
     p.add_argument("--precision", default="auto", choices=("auto", "float32", "mixed_bfloat16"),
                    help="Keras dtype policy; auto: mixed_bfloat16 where the CPU/GPU computes bfloat16 natively, "
                    "else float32 (auto)")
+    p.add_argument("--benchmark", type=Path, default=None,
+                   help="also train a fresh network until it reaches --target exact accuracy on this benchmark set "
+                   "(e.g. data/benchmark/bnet, dvc repro benchmark) and print the time it took")
+    p.add_argument("--target", type=float, default=0.5, help="exact accuracy to reach on --benchmark (0.5)")
+    p.add_argument("--cap-minutes", type=float, default=30.0, help="training minutes before giving up (30)")
+    p.add_argument("--eval-every", type=float, default=120.0, help="seconds of training between measurements (120)")
     p.add_argument("--out", type=Path, default=Path("reports/bench_train.json"), help="JSON report")
     p.set_defaults(func=cmd_bench_train)
 
