@@ -68,14 +68,17 @@ def evaluate(model, data: Path, rtf: Path, dbd: Path) -> dict:
 def candidate(state: Path, shipped: Path, out: Path) -> dict:
     """Write the candidate model folder; returns the long run's progress record."""
     from defocus import nets
-    from defocus.train import compile_net, load_state
     from defocus.weights import load_model, save_model
 
     with np.load(state) as f:
         prog = json.loads(bytes(f["progress"]).decode())
     bnet = nets.build_bnet(dropout=prog["config"]["dropout"])
-    compile_net(bnet, 1e-3, tolerance=False)
-    load_state(state, bnet)
+    with np.load(state) as f:  # the network's variables (the optimizer's are not needed)
+        values = [f[k] for k in sorted(k for k in f.files if k.startswith("w"))]
+    if len(values) != len(bnet.variables):
+        raise SystemExit(f"{state}: {len(values)} variables, B-NET has {len(bnet.variables)}")
+    for var, value in zip(bnet.variables, values):
+        var.assign(value)
     enet = load_model(shipped).enet
     info = json.loads((shipped / "model.json").read_text())
     long_run = {k: prog[k] for k in ("step", "samples", "seconds", "total_steps", "train_samples", "config", "data")}
