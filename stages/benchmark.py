@@ -21,9 +21,21 @@ from defocus.synthesis import boundary, composite, disk_blur, fit_background, ne
 RAW, OUT, SUMMARY = Path("data/raw"), Path("data/benchmark"), Path("reports/data/benchmark.json")
 
 
+_LAST: dict = {}
+
+
+def _shared(key, make):
+    """``make()``, computed once for consecutive calls with the same ``key`` (the images of
+    one photo or object are made one after another)."""
+    if _LAST.get("key") != key:
+        _LAST.clear()
+        _LAST.update(key=key, value=make())
+    return _LAST["value"]
+
+
 def bnet_images(photos):
     """(label, make) per benchmark image: each photo blurred with each radius."""
-    return [(level, lambda p=path, r=radius: disk_blur(load_image(p), r))
+    return [(level, lambda p=path, r=radius: disk_blur(_shared(("photo", p), lambda: load_image(p)), r))
             for _, path in photos for level, radius in enumerate(BLUR_RADII)]
 
 
@@ -36,17 +48,17 @@ def enet_images(photos, objects):
             mask = load_mask(mask_path, obj.shape[:2])
             bg = fit_background(load_image(photos[i % len(photos)][1]), obj.shape[:2],
                                 np.random.default_rng([bm.SEED, 1, i]))
-            return obj, mask, bg
+            return obj, mask, boundary(mask), bg
         for r_fg, r_bg in bm.RADIUS_PAIRS:
-            def make(parts=parts, r_fg=r_fg, r_bg=r_bg):
-                obj, mask, bg = parts()
-                image = composite(obj, mask, bg, r_fg, r_bg)[0]
-                return image, near_boundary(boundary(mask), r_fg, bm.DEPTH_BAND)
+            def make(parts=parts, i=i, r_fg=r_fg, r_bg=r_bg):
+                obj, mask, edge, bg = _shared(("object", i), parts)
+                return composite(obj, mask, bg, r_fg, r_bg)[0], near_boundary(edge, r_fg, bm.DEPTH_BAND)
             out.append((DEPTH, make))
     for i, (_, path) in enumerate(photos):
+        def variants(p=path, i=i):
+            return pattern_variants(load_image(p), np.random.default_rng([bm.SEED, 2, i]), bm.PATTERN_STEPS)
         for kind in ("uniform", "gradual", "step"):
-            out.append((PATTERN, lambda p=path, i=i, k=kind: pattern_variants(
-                load_image(p), np.random.default_rng([bm.SEED, 2, i]), bm.PATTERN_STEPS)[k]))
+            out.append((PATTERN, lambda v=variants, i=i, k=kind: _shared(("pattern", i), v)[k]))
     return out
 
 

@@ -184,7 +184,7 @@ def train_bench(patches: Path, batch_size: int = 256, steps: int = 30, precision
     ``steps`` steps of ``batch_size`` samples (labelled edge pixels), after 3
     warm-up steps that trace the graphs; a sample is one labelled edge pixel.
     """
-    from ._tf import gpu_capabilities, keras, onednn_enabled, tf  # noqa: F401
+    from ._tf import gpu_capabilities, keras, onednn_enabled
     from . import hardware, nets
     from .dense import DenseTrainer, _conv, trainable_conv
     from .patchsets import TrainingSet, open_tiles
