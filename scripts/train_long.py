@@ -146,7 +146,8 @@ def main(argv=None) -> int:
     from defocus import hardware
 
     hardware.use_kernels("train")
-    from defocus._tf import keras, tf
+    from defocus import backend
+    from defocus.backend import keras
     from defocus import nets
     from defocus.patchsets import TrainingSet, open_split
     from defocus.benchmark import accuracy
@@ -165,14 +166,14 @@ def main(argv=None) -> int:
     val_x, val_y = val_x[: args.val], val_y[: args.val]
 
     keras.utils.set_random_seed(config["seed"])
-    tf.config.experimental.enable_op_determinism()
+    backend.determinism()
     keras.mixed_precision.set_global_policy(config["precision"])
     model = nets.build_bnet(dropout=config["dropout"])
     schedule = keras.optimizers.schedules.PiecewiseConstantDecay([boundary], [config["lr"], config["lr"] / 10])
     compile_net(model, schedule, tolerance=False)
     model.optimizer.build(model.trainable_variables)
     machine = {"cpu_kind": hardware.cpu_kind(), "cpu_model": hardware.cpu_info()[0],
-               "backend": keras.backend.backend(), "gpus": len(tf.config.list_logical_devices("GPU"))}
+               "backend": backend.name(), "gpus": len(backend.gpu_capabilities())}
     if prog is not None:
         prog = load_state(state_file, model)
         if prog["data"] != data_id:

@@ -17,13 +17,17 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from defocus.edges import detect_edges
-from defocus.estimate import dense_model
-from defocus.evalsets import encode_labels, eval_images
-from defocus.images import atomic_dir, load_image, save_json, save_npy
-from defocus.levels import DEPTH
-from defocus.params import load_params
-from defocus.weights import load_model, load_published
+from defocus import backend
+
+backend.use_params()  # before Keras loads: params.yaml's backend
+
+from defocus.edges import detect_edges  # noqa: E402
+from defocus.estimate import dense_model  # noqa: E402
+from defocus.evalsets import encode_labels, eval_images  # noqa: E402
+from defocus.images import atomic_dir, load_image, save_json, save_npy  # noqa: E402
+from defocus.levels import DEPTH  # noqa: E402
+from defocus.params import load_params  # noqa: E402
+from defocus.weights import load_model, load_published  # noqa: E402
 
 RAW, TEST, OUT = Path("data/raw"), Path("data/synth/test"), Path("data/eval/labels")
 TIMES = Path("reports/timings/times_infer.json")

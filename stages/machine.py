@@ -10,7 +10,7 @@ and one of the same kind re-runs nothing.
 import sys
 from pathlib import Path
 
-from defocus import hardware
+from defocus import backend, hardware
 from defocus.images import save_json
 from defocus.params import load_params
 
@@ -19,12 +19,13 @@ OUT = Path("reports/machine.json")
 
 def main() -> int:
     params = load_params()
-    from defocus._tf import gpu_capabilities
+    name = backend.use_params()
+    from defocus.backend import gpu_capabilities
 
     gpus = gpu_capabilities()
     precisions = {net: hardware.resolve_precision(p["precision"], gpu_capabilities=gpus)
                   for net, p in params["train"].items()}
-    machine = hardware.describe(precisions, gpus=gpus)
+    machine = hardware.describe(precisions, backend=name, gpus=gpus)
     save_json(OUT, machine)
     print("machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()))
     return 0

@@ -10,9 +10,13 @@ import shutil
 import sys
 from pathlib import Path
 
-from defocus.images import atomic_dir, save_json
-from defocus.params import load_params
-from defocus.weights import is_published_folder
+from defocus import backend
+
+backend.use_params()  # before Keras loads: params.yaml's backend
+
+from defocus.images import atomic_dir, save_json  # noqa: E402
+from defocus.params import load_params  # noqa: E402
+from defocus.weights import is_published_folder  # noqa: E402
 
 OUT = Path("data/reference")
 

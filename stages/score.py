@@ -6,11 +6,15 @@ import json
 import sys
 from pathlib import Path
 
-from defocus.benchmark import accuracy
-from defocus.images import atomic_write, save_json
-from defocus.patchsets import open_split
-from defocus.report import fmt, markdown_table
-from defocus.weights import load_model, load_published
+from defocus import backend
+
+backend.use_params()  # before Keras loads: params.yaml's backend
+
+from defocus.benchmark import accuracy  # noqa: E402
+from defocus.images import atomic_write, save_json  # noqa: E402
+from defocus.patchsets import open_split  # noqa: E402
+from defocus.report import fmt, markdown_table  # noqa: E402
+from defocus.weights import load_model, load_published  # noqa: E402
 
 BENCH, OUT = Path("data/benchmark"), Path("reports/eval/benchmark")
 ROWS = {"this_run": "Ours (this run)", "shipped": "Ours (shipped model, models/default)",

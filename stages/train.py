@@ -9,16 +9,17 @@ from pathlib import Path
 
 import numpy as np
 
-from defocus import hardware
+from defocus import backend, hardware
 
 hardware.use_kernels("train")  # before TensorFlow loads: the kernels measured fastest for training here
+backend.use_params()  # before Keras loads: params.yaml's backend
 
-from defocus._tf import gpu_capabilities, keras, onednn_enabled, tf  # noqa: E402
+from defocus.backend import gpu_capabilities, keras, onednn_enabled  # noqa: E402
 from defocus import nets  # noqa: E402
 from defocus.dense import DenseTrainer
 from defocus.patchsets import open_tiles
 from defocus.params import load_params
-from defocus.train import compile_net, fit, freeze_f1_from, strategy
+from defocus.train import compile_net, fit, freeze_f1_from
 from defocus.images import atomic_dir, save_json
 from defocus.weights import save_model
 
@@ -35,17 +36,18 @@ def machine_for(net: str, requested: str) -> dict:
     """
     gpus = gpu_capabilities()
     stage = f"train@{net}"
-    here = hardware.describe({net: hardware.resolve_precision(requested, gpu_capabilities=gpus)}, gpus=gpus)
+    here = hardware.describe({net: hardware.resolve_precision(requested, gpu_capabilities=gpus)},
+                             backend=backend.name(), gpus=gpus)
     recorded = json.loads(MACHINE.read_text()) if MACHINE.exists() else {}
     if {k: recorded.get(k) for k in here if k != "precision"} != {k: v for k, v in here.items() if k != "precision"} \
             or recorded.get("precision", {}).get(net) != here["precision"][net]:
         raise SystemExit(f"{stage}: {MACHINE} describes another machine or precision ({recorded}); "
                          f"this one is {here}: run `dvc repro`, which re-runs the machine stage first")
-    if here["onednn"]["train"] != onednn_enabled():
+    if here["onednn"] is not None and here["onednn"]["train"] != onednn_enabled():
         raise SystemExit(f"{stage}: TensorFlow loaded with oneDNN {'on' if onednn_enabled() else 'off'}, "
                          f"expected {'on' if here['onednn']['train'] else 'off'}")
     return {"cpu_kind": here["cpu_kind"], "backend": here["backend"], "onednn": onednn_enabled(),
-            "gpus": here["gpus"], "precision": here["precision"][net]}
+            "gpus": here["gpus"], "devices": backend.device_count(), "precision": here["precision"][net]}
 
 
 def patch_counts(folder: Path) -> dict:
@@ -63,9 +65,9 @@ def main(net: str) -> int:
           f"oneDNN {'on' if machine['onednn'] else 'off'}, {len(machine['gpus'])} GPU(s)", flush=True)
     p = dict(p, precision=machine["precision"])  # resolved: a checkpoint of another precision is not resumed
     keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    backend.determinism()
     keras.mixed_precision.set_global_policy(machine["precision"])
-    with strategy().scope():
+    with backend.training_scope():  # all local devices
         if net == "bnet":
             model = nets.build_bnet(dropout=p["dropout"])
         else:
@@ -77,9 +79,9 @@ def main(net: str) -> int:
         # dense training when the patch set has tiles (patches.tile > 0)
         trainee = DenseTrainer(model) if open_tiles(Path(f"data/patches/{net}")) is not None else model
         compile_net(trainee, p["lr"], tolerance=(net == "bnet"))
-    summary = fit(trainee, Path(f"data/patches/{net}"), p, seed, Path(f"reports/train/{net}"),
-                  Path(f"data/checkpoints/{net}"), progress=True, augment=params["patches"]["augment"],
-                  rotations=params["patches"]["rotations"])
+        summary = fit(trainee, Path(f"data/patches/{net}"), p, seed, Path(f"reports/train/{net}"),
+                      Path(f"data/checkpoints/{net}"), progress=True, augment=params["patches"]["augment"],
+                      rotations=params["patches"]["rotations"])
     keras.mixed_precision.set_global_policy("float32")
     # timings differ from run to run: they go to the run log, not to the summary DVC hashes
     timing = {k: summary.pop(k) for k in ("seconds", "samples_per_second")}

@@ -36,7 +36,7 @@ def published_model(reference_dir):
 def random_model_dir(tmp_path_factory):
     """A model folder in the defocus format with seeded random weights (no data needed)."""
     from defocus import nets
-    from defocus._tf import keras
+    from defocus.backend import keras
     from defocus.weights import save_model
 
     keras.utils.set_random_seed(0)
@@ -54,3 +54,26 @@ def textured_image(h=96, w=96, seed=0):
 
     img[:, w // 2 :] = cv2.GaussianBlur(img, (0, 0), 3)[:, w // 2 :]
     return np.clip(img, 0, 1)
+
+
+def gradients(net, loss_fn) -> list[np.ndarray]:
+    """Gradients of ``loss_fn()`` (a scalar computed from ``net``'s variables) with respect to
+    ``net``'s trainable variables, as numpy arrays, under the running Keras backend."""
+    from defocus import backend
+    from defocus.backend import keras
+
+    if backend.name() == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            value = loss_fn()
+        return [np.asarray(g) for g in tape.gradient(value, net.trainable_variables)]
+    import jax
+
+    fixed = [(v, v.value) for v in net.non_trainable_variables]
+
+    def f(values):
+        with keras.StatelessScope(state_mapping=list(zip(net.trainable_variables, values)) + fixed):
+            return loss_fn()
+
+    return [np.asarray(g) for g in jax.grad(f)([v.value for v in net.trainable_variables])]

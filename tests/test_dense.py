@@ -8,7 +8,7 @@ from defocus.estimate import classify, estimate_blur
 from defocus.images import load_image
 from defocus.weights import load_model
 
-from .conftest import textured_image
+from .conftest import gradients, textured_image
 
 
 def _compare(model, image, ys, xs, tile):
@@ -61,7 +61,7 @@ def test_dense_and_patch_estimates_agree(random_model_dir):
 
 # ---------------------------------------------------------------- dense training
 def _trainer_case(build, seed, tile=33, k=12):
-    from defocus._tf import keras
+    from defocus.backend import keras
     from defocus.dense import DenseTrainer
 
     keras.utils.set_random_seed(seed)
@@ -77,29 +77,25 @@ def _trainer_case(build, seed, tile=33, k=12):
 def test_dense_trainer_equals_the_patch_network(which):
     """Output and gradients of the dense pass at K pixels of a tile are the patch network's."""
     from defocus import nets
-    from defocus._tf import keras, tf
+    from defocus.backend import keras
 
     build = nets.build_bnet if which == "bnet" else nets.build_enet
     net, trainer, x, pos, patches = _trainer_case(build, seed=3)
     n_cls = 23 if which == "bnet" else 2
-    out = trainer((x, pos)).numpy()
+    out = np.asarray(trainer((x, pos)))
     assert out.shape == (2, 12, n_cls)
-    ref = net(patches.reshape(-1, 41, 41, 3)).numpy().reshape(2, 12, n_cls)
+    ref = np.asarray(net(patches.reshape(-1, 41, 41, 3))).reshape(2, 12, n_cls)
     np.testing.assert_allclose(out, ref, atol=1e-6)
     # a 41 x 41 patch is a tile of side 1
-    one = trainer((x[:, :41, :41], np.zeros((2, 1, 2), np.int16))).numpy()[:, 0]
-    np.testing.assert_allclose(one, net(x[:, :41, :41].astype(np.float32) / 255).numpy(), atol=1e-6)
+    one = np.asarray(trainer((x[:, :41, :41], np.zeros((2, 1, 2), np.int16))))[:, 0]
+    np.testing.assert_allclose(one, np.asarray(net(x[:, :41, :41].astype(np.float32) / 255)), atol=1e-6)
     y = np.random.default_rng(0).integers(0, n_cls, (2, 12))
     loss = keras.losses.SparseCategoricalCrossentropy()
-    with tf.GradientTape() as tape:
-        a = loss(y, trainer((x, pos), training=False))
-    ga = tape.gradient(a, net.trainable_variables)
-    with tf.GradientTape() as tape:
-        b = loss(y.reshape(-1), net(patches.reshape(-1, 41, 41, 3), training=False))
-    gb = tape.gradient(b, net.trainable_variables)
+    ga = gradients(net, lambda: loss(y, trainer((x, pos), training=False)))
+    gb = gradients(net, lambda: loss(y.reshape(-1), net(patches.reshape(-1, 41, 41, 3), training=False)))
     assert len(ga) == len(gb) == len(net.trainable_variables) and all(g is not None for g in ga)
     for u, v in zip(ga, gb):
-        np.testing.assert_allclose(u.numpy(), v.numpy(), atol=1e-5 * max(1.0, float(np.abs(v.numpy()).max())))
+        np.testing.assert_allclose(u, v, atol=1e-5 * max(1.0, float(np.abs(v).max())))
 
 
 def test_dense_training_keeps_a_frozen_f1():
@@ -121,14 +117,14 @@ def test_dense_training_keeps_a_frozen_f1():
 
 
 def test_tolerance_accuracy_is_per_sample_and_weighted():
-    from defocus._tf import keras
+    from defocus.backend import keras
     from defocus.train import tolerance_accuracy
 
     y = np.array([[3, 3, 10], [0, 22, 5]])
     pred = np.zeros((2, 3, 23), np.float32)
     for (b, k), c in np.ndenumerate(np.array([[4, 1, 10], [1, 0, 5]])):
         pred[b, k, c] = 1
-    np.testing.assert_array_equal(tolerance_accuracy(y, pred).numpy(), [[1, 0, 1], [1, 0, 1]])
+    np.testing.assert_array_equal(np.asarray(tolerance_accuracy(y, pred)), [[1, 0, 1], [1, 0, 1]])
     m = keras.metrics.MeanMetricWrapper(tolerance_accuracy)
     m.update_state(y, pred, sample_weight=np.array([[1, 1, 0], [1, 0, 0]], np.float32))
     assert float(m.result()) == pytest.approx(2 / 3)

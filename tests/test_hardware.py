@@ -93,7 +93,7 @@ def test_kernel_choice_is_applied_when_tensorflow_loads(task):
     code = ("from defocus import hardware; "
             f"hardware.ONEDNN[(hardware.cpu_kind(), {task!r})] = not hardware.tf_default_onednn(); "
             f"hardware.use_kernels({task!r}); "
-            "from defocus._tf import onednn_enabled; "
+            "from defocus.backend import onednn_enabled; "
             f"print(onednn_enabled(), hardware.onednn_choice({task!r}), hardware.tf_default_onednn())")
     env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout

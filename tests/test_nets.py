@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from defocus import nets
-from defocus._tf import keras
+from defocus.backend import keras
 from defocus.patches import extract_patches, pad_image
 from defocus.weights import ModelError, load_model, save_model
 

@@ -34,7 +34,7 @@ def patch_set(tmp_path_factory):
 @pytest.mark.parametrize("mode", ["patch", "dense"])
 def test_fit_both_modes(patch_set, tmp_path, mode):
     from defocus import nets
-    from defocus._tf import keras
+    from defocus.backend import keras
     from defocus.dense import DenseTrainer
     from defocus.train import compile_net, fit
 

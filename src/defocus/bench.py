@@ -51,16 +51,14 @@ class PeakRSS:
 
 def machine_facts() -> dict:
     """The CPU (model, kind, the flags that choose kernels and precision), cores and versions."""
-    from . import hardware
-    from ._tf import tf
+    from . import backend, hardware
 
     model, flags = hardware.cpu_info()
     wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", *hardware.BF16_FLAGS)
     return {"cpu_model": model, "cpu_kind": hardware.cpu_kind(flags), "cpu_flags": [f for f in wanted if f in flags],
             "cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "tensorflow": tf.__version__,
-            "tf_threads": [tf.config.threading.get_intra_op_parallelism_threads(),
-                           tf.config.threading.get_inter_op_parallelism_threads()]}
+            "backend": backend.name(), **backend.versions(), "threads": backend.threads(),
+            "devices": backend.device_count(), "gpus": [list(c) for c in backend.gpu_capabilities()]}
 
 
 def _run(image, model, method: str) -> dict:
@@ -99,7 +97,7 @@ def _large_image(rtf_images, size) -> np.ndarray:
 
 def bench(model, rtf_dir: Path | None, repeat: int = 5, large=(4000, 3000), patch: bool = True, log=print) -> dict:
     """Time both paths; return the report (also printed through ``log``)."""
-    from ._tf import onednn_enabled
+    from .backend import onednn_enabled
     from .images import load_image
 
     report = {
@@ -107,7 +105,8 @@ def bench(model, rtf_dir: Path | None, repeat: int = 5, large=(4000, 3000), patc
         "model": model.source, "tile": DEFAULT_TILE, "batch_size": DEFAULT_BATCH, "repeat": repeat, "rtf": [],
     }
     m = report["machine"]
-    log(f"{m['cpu_model']} ({m['cpu_kind']}), {m['cpus']} cores, oneDNN {'on' if m['onednn'] else 'off'}")
+    log(f"{m['cpu_model']} ({m['cpu_kind']}), {m['cpus']} cores, backend {m['backend']}, "
+        f"oneDNN {'on' if m['onednn'] else 'off'}")
     paths = sorted(Path(rtf_dir).glob("image_*.png")) if rtf_dir and Path(rtf_dir).is_dir() else []
     images = [load_image(p) for p in paths]
     if not paths:
@@ -184,11 +183,11 @@ def train_bench(patches: Path, batch_size: int = 256, steps: int = 30, precision
     ``steps`` steps of ``batch_size`` samples (labelled edge pixels), after 3
     warm-up steps that trace the graphs; a sample is one labelled edge pixel.
     """
-    from ._tf import gpu_capabilities, keras, onednn_enabled
-    from . import hardware, nets
-    from .dense import DenseTrainer, _conv, trainable_conv
+    from . import backend, hardware, nets
+    from .backend import gpu_capabilities, keras, onednn_enabled
+    from .dense import DenseTrainer
     from .patchsets import TrainingSet, open_tiles
-    from .train import PatchBatches, compile_net, tile_dataset
+    from .train import PatchBatches, TileBatches, compile_net
 
     patches = Path(patches)
     samples = TrainingSet(patches, batch_size=batch_size)  # raises ValueError naming the folder
@@ -202,8 +201,9 @@ def train_bench(patches: Path, batch_size: int = 256, steps: int = 30, precision
               "tile": int(tiles["x"].shape[1]) - 40 if tiles else None,
               "tile_edges": int(tiles["pos"].shape[1]) if tiles else None,
               "machine": machine_facts(), "onednn": onednn_enabled(),
-              "dense_dilation": "conv2d" if trainable_conv() is _conv else "space_to_batch"}
+              "dense_dilation": "conv2d" if backend.trainable_conv() is backend.conv else "space_to_batch"}
     log(f"{report['machine']['cpu_model']} ({report['machine']['cpu_kind']}), {report['machine']['cpus']} cores; "
+        f"backend {backend.name()}; "
         f"precision {resolved} (asked: {precision}); oneDNN {'on' if report['onednn'] else 'off'}; "
         f"dense dilation by {report['dense_dilation']}")
     for mode in ("patch", "dense") if tiles else ("patch",):
@@ -212,8 +212,8 @@ def train_bench(patches: Path, batch_size: int = 256, steps: int = 30, precision
         model = DenseTrainer(net) if mode == "dense" else net
         compile_net(model, 1e-3, tolerance=n_classes > 2)
         if mode == "dense":
-            ds, _, _ = tile_dataset(tiles, batch_size, seed=0)
-            it = iter(ds.repeat())
+            feed = TileBatches(tiles, batch_size, seed=0, epochs=10**6)
+            it = (feed[i] for i in range(steps + 3))
         else:
             feed = PatchBatches(samples, steps + 3)
             it = (feed[i] for i in range(len(feed)))
@@ -246,8 +246,8 @@ def time_to_accuracy(patches: Path, benchmark: Path, target: float = 0.5, cap_mi
     is not counted). Returns the training seconds and samples at which the target was first
     reached (None if not), the last accuracy and the curve.
     """
-    from ._tf import gpu_capabilities, keras
     from . import hardware, nets
+    from .backend import gpu_capabilities, keras
     from .benchmark import accuracy
     from .patchsets import TrainingSet, open_split
     from .train import PatchBatches, compile_net

@@ -43,7 +43,7 @@ def accuracy(net, x: np.ndarray, y: np.ndarray, batch_size: int = 512) -> dict:
     -------
     {"accuracy", "tolerance_accuracy" (prediction within one class), "samples"}
     """
-    from ._tf import keras
+    from .backend import keras
 
     pred = []
     for i in range(0, len(y), batch_size):

@@ -72,7 +72,12 @@ def import_closure(script: str | Path, src: str | Path = "src") -> set[Path]:
     src = Path(src)
     todo, seen = [Path(script)], set()
     while todo:
-        for f in _imports(todo.pop(), src):
+        found = _imports(todo.pop(), src)
+        # a subpackage may choose its modules at run time (defocus.backend imports one per
+        # Keras backend): importing it counts as importing all of them
+        found |= {m for f in found if f.name == "__init__.py" and f.parent.parent != src
+                  for m in f.parent.glob("*.py")}
+        for f in found:
             if f not in seen:
                 seen.add(f)
                 todo.append(f)

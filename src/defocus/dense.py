@@ -28,56 +28,52 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._tf import keras, onednn_enabled, tf
+from . import backend
+from .backend import keras
 from .levels import DEPTH
 from .nets import find_layer
 from .patches import CROP_15, CROP_27, pad_image
 
 OFF_27, OFF_15 = CROP_27[0], CROP_15[0]
+ops = keras.ops
 
 
 def _w(net, name):
-    return [tf.constant(w) for w in find_layer(net, name).get_weights()]
+    return [ops.convert_to_tensor(w) for w in find_layer(net, name).get_weights()]
 
 
 def _conv(x, w, dilation=1):
-    # conv2d's own dilation (oneDNN) is ~1.5x faster on CPU than tf.nn.convolution's space-to-batch
-    return tf.nn.conv2d(x, w, 1, "VALID", dilations=dilation)
-
-
-def _conv_s2b(x, w, dilation=1):
-    """The same convolution, dilation done by space-to-batch: its gradient exists on
-    every device (TensorFlow's CPU kernels without oneDNN have none for conv2d's own
-    dilation)."""
-    if dilation == 1:
-        return _conv(x, w)
-    return tf.nn.convolution(x, w, padding="VALID", dilations=dilation)
+    return backend.conv(x, w, dilation)
 
 
 def trainable_conv():
-    """The convolution for training: conv2d's own dilation where its gradient exists
-    (oneDNN on), else space-to-batch."""
-    return _conv if onednn_enabled() else _conv_s2b
+    """The convolution for training (the backend's, with a gradient for every dilation)."""
+    return backend.trainable_conv()
 
 
 def _relu_conv(x, w, dilation=1, conv=_conv):
-    return tf.nn.relu(conv(x, w, dilation))
+    return ops.relu(conv(x, w, dilation))
 
 
 def _pool(x):
-    return tf.nn.max_pool2d(x, 3, 1, "VALID")
+    return ops.max_pool(x, 3, strides=1, padding="valid")
 
 
 def gather_trunk_input(e3, e1, yx):
     """Trunk input (B, n, 5, 5, C) at tile-local pixels yx (B, n, 2) of B tiles: ``e3``
     (B, h, w, C) (the 41 and 27 contributions, summed) is read every 3 px, ``e1`` (the
     15 branch) every px."""
-    g = tf.range(5)
-    uu, vv = tf.meshgrid(g, g, indexing="ij")
-    grid3 = tf.stack([3 * uu, 3 * vv], axis=-1)  # (5, 5, 2)
-    grid1 = tf.stack([uu, vv], axis=-1)
-    base = yx[:, :, None, None, :]
-    return tf.gather_nd(e3, base + grid3, batch_dims=1) + tf.gather_nd(e1, base + grid1, batch_dims=1)
+    g = np.arange(5, dtype=np.int32)
+    uu, vv = np.meshgrid(g, g, indexing="ij")
+
+    def take(m, step):
+        b, h, w, c = (ops.shape(m)[i] for i in range(4))
+        rows = ops.reshape(m, (-1, m.shape[-1]))
+        first = ops.reshape(ops.arange(b, dtype="int32") * (h * w), (-1, 1, 1, 1))
+        flat = (first + (yx[:, :, None, None, 0] + step * uu) * w + yx[:, :, None, None, 1] + step * vv)
+        return ops.take(rows, flat, axis=0)
+
+    return take(e3, 3) + take(e1, 1)
 
 
 def f1_maps(x, k, th, tw, conv=_conv):
@@ -87,7 +83,7 @@ def f1_maps(x, k, th, tw, conv=_conv):
     ----------
     x : (B, th + 40, tw + 40, 3) tensor, the padded tiles
     k : {"41", "27", "15"}: lists of the four conv kernels of each branch
-    conv : the convolution (``_conv``, or ``_conv_s2b`` where gradients are needed)
+    conv : the convolution (``_conv``, or :func:`trainable_conv` where gradients are needed)
 
     Returns
     -------
@@ -127,10 +123,10 @@ class _Head:
     def __call__(self, a):  # a: (n, 5, 5, 64) after relu
         for k in self.convs:
             a = _relu_conv(a, k)
-        h = tf.reshape(a, (-1, a.shape[-1]))
+        h = ops.reshape(a, (-1, a.shape[-1]))
         for i, (w, b) in enumerate(self.dense):
-            h = tf.matmul(h, w) + b
-            h = tf.nn.relu(h) if i < 2 else tf.nn.softmax(h)
+            h = ops.matmul(h, w) + b
+            h = ops.relu(h) if i < 2 else ops.softmax(h)
         return h
 
 
@@ -154,7 +150,7 @@ class DenseModel:
             net: {s: [_w(net, f"f1_{s}_conv{i}")[0] for i in range(1, 5)] for s in ("41", "27", "15")} for net in (b, e)
         }
         self.shared_f1 = all(
-            all(np.array_equal(x.numpy(), y.numpy()) for x, y in zip(self.f1[b][s], self.f1[e][s], strict=True))
+            all(np.array_equal(ops.convert_to_numpy(x), ops.convert_to_numpy(y)) for x, y in zip(self.f1[b][s], self.f1[e][s], strict=True))
             for s in ("41", "27", "15")
         )
         self.f2 = _Branch41([_w(e, f"f2_41_conv{i}")[0] for i in range(1, 5)])
@@ -164,12 +160,10 @@ class DenseModel:
         self.ke = {s: ke[:, :, 64 * i : 64 * (i + 1)] for i, s in enumerate(("f2", "41", "27", "15"))}
         self.head_b, self.head_e = _Head(b, "b"), _Head(e, "e")
         self._bnet, self._enet = b, e
-        spec_i = tf.TensorSpec((None, 2), tf.int32)
-        spec_m = tf.TensorSpec((1, None, None, 64), tf.float32)
-        self._enet_fn = tf.function(
-            self._enet_tile, input_signature=[tf.TensorSpec((1, None, None, 3), tf.float32), spec_i]
-        )
-        self._bnet_fn = tf.function(self._bnet_tile, input_signature=[spec_m, spec_m, spec_m, spec_i])
+        spec_i = ((None, 2), "int32")
+        spec_m = ((1, None, None, 64), "float32")
+        self._enet_fn = backend.compile_fn(self._enet_tile, [((1, None, None, 3), "float32"), spec_i])
+        self._bnet_fn = backend.compile_fn(self._bnet_tile, [spec_m, spec_m, spec_m, spec_i])
 
     # -- dense maps ---------------------------------------------------------------
     _f1_maps = staticmethod(f1_maps)
@@ -180,21 +174,21 @@ class DenseModel:
 
     def _enet_tile(self, x, yx):
         """E-NET probabilities at tile-local pixels yx, and the f1 maps for B-NET."""
-        th = tf.shape(x)[1] - 40
-        tw = tf.shape(x)[2] - 40
+        th = ops.shape(x)[1] - 40
+        tw = ops.shape(x)[2] - 40
         f1e = self._f1_maps(x, self.f1[self._enet], th, tw)
         f1b = f1e if self.shared_f1 else self._f1_maps(x, self.f1[self._bnet], th, tw)
         ke = self.ke
         # the 41 and 27 maps have the same local indexing (see _f1_maps), so they add up before the gather
         e3 = _conv(self.f2(x), ke["f2"], 3) + _conv(f1e[0], ke["41"], 3) + _conv(f1e[1], ke["27"], 3)
         a = self._gather(e3, _conv(f1e[2], ke["15"]), yx)
-        return self.head_e(tf.nn.relu(a)), f1b
+        return self.head_e(ops.relu(a)), f1b
 
     def _bnet_tile(self, d41, d27, d15, yx):
         """B-NET probabilities at tile-local pixels yx from the f1 maps."""
         kb = self.kb
         a = self._gather(_conv(d41, kb["41"], 3) + _conv(d27, kb["27"], 3), _conv(d15, kb["15"]), yx)
-        return self.head_b(tf.nn.relu(a))
+        return self.head_b(ops.relu(a))
 
     # -- public -----------------------------------------------------------------
     def classify(self, image, ys, xs, blur_at=None, progress=None, timings=None):
@@ -226,26 +220,30 @@ class DenseModel:
             return np.zeros((0, 2), np.float32), np.zeros(0, np.int64), np.zeros((0, 23), np.float32)
         h, w = image.shape[:2]
         padded = pad_image(np.asarray(image, dtype=np.float32))
+        t = self.tile
+        static = backend._impl.STATIC_SHAPES
+        if static:  # every tile the same size (zeros beyond the image change no edge pixel's output)
+            full = np.zeros((-(-h // t) * t + 40, -(-w // t) * t + 40, 3), np.float32)
+            full[: h + 40, : w + 40] = padded
+            padded = full
         p_edge = np.zeros((len(ys), 2), np.float32)
         blur_rows, blur_idx = [], []
-        t = self.tile
         order = np.lexsort((xs // t, ys // t))
         keys = (ys[order] // t) * ((w + t - 1) // t) + xs[order] // t
         starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
         for s, e_ in zip(starts, np.r_[starts[1:], len(order)], strict=True):
             idx = order[s:e_]
             r0, c0 = (ys[idx[0]] // t) * t, (xs[idx[0]] // t) * t
-            r1, c1 = min(r0 + t, h), min(c0 + t, w)
+            r1, c1 = (r0 + t, c0 + t) if static else (min(r0 + t, h), min(c0 + t, w))
             x = padded[None, r0 : r1 + 40, c0 : c1 + 40]
             yx = np.stack([ys[idx] - r0, xs[idx] - c0], axis=1).astype(np.int32)
             t0 = time.perf_counter()
-            pe, maps = self._enet_fn(x, yx)
-            pe = pe.numpy()
+            pe, maps = self._enet_fn(x, _padded(yx, static))
+            pe = np.asarray(ops.convert_to_numpy(pe))[: len(idx)]
             t1 = time.perf_counter()
             keep = pe.argmax(axis=1) != DEPTH if blur_at is None else np.asarray(blur_at)[idx]
             chosen = idx[keep]
-            pb = self._bnet_fn(*maps, yx[keep])
-            pb = pb.numpy()
+            pb = np.asarray(ops.convert_to_numpy(self._bnet_fn(*maps, _padded(yx[keep], static))))[: len(chosen)]
             if timings is not None:
                 timings["enet"] = timings.get("enet", 0.0) + t1 - t0
                 timings["bnet"] = timings.get("bnet", 0.0) + time.perf_counter() - t1
@@ -259,6 +257,15 @@ class DenseModel:
         bi, pb = np.concatenate(blur_idx), np.concatenate(blur_rows)
         o = np.argsort(bi, kind="stable")
         return p_edge, bi[o], pb[o]
+
+
+def _padded(yx, static: bool):
+    """``yx`` as it is, or (static-shape backends) padded with (0, 0) rows to one of a few sizes."""
+    if not static:
+        return yx
+    out = np.zeros((backend._impl.bucket(len(yx)), 2), np.int32)
+    out[: len(yx)] = yx
+    return out
 
 
 # ---------------------------------------------------------------- dense training
@@ -286,12 +293,12 @@ class DenseTrainer(keras.Model):
         self.conv = conv or trainable_conv()
 
     def _kernel(self, name):
-        return tf.cast(find_layer(self.net, name).kernel, self.compute_dtype)
+        return ops.cast(find_layer(self.net, name).kernel, self.compute_dtype)
 
     def call(self, inputs, training=False):
         x, pos = inputs
-        x = tf.cast(x, self.compute_dtype) / 255.0
-        th, tw = tf.shape(x)[1] - 40, tf.shape(x)[2] - 40
+        x = ops.cast(x, self.compute_dtype) / 255.0
+        th, tw = ops.shape(x)[1] - 40, ops.shape(x)[2] - 40
         k = {s: [self._kernel(f"f1_{s}_conv{i}") for i in range(1, 5)] for s in ("41", "27", "15")}
         conv = self.conv
         d41, d27, d15 = f1_maps(x, k, th, tw, conv)
@@ -303,10 +310,10 @@ class DenseTrainer(keras.Model):
         if p == "e":
             f2 = _Branch41([self._kernel(f"f2_41_conv{i}") for i in range(1, 5)], conv)
             e3 += conv(f2(x), k1["f2"], 3)
-        pos = tf.cast(pos, tf.int32)
-        a = tf.nn.relu(gather_trunk_input(e3, conv(d15, k1["15"]), pos))
-        a = tf.reshape(a, (-1, 5, 5, a.shape[-1]))
+        pos = ops.cast(pos, "int32")
+        a = ops.relu(gather_trunk_input(e3, conv(d15, k1["15"]), pos))
+        a = ops.reshape(a, (-1, 5, 5, a.shape[-1]))
         for name in ("conv2", "conv3", "conv4", "flatten", "dense1", "dropout1", "dense2", "dropout2", "out"):
             layer = find_layer(self.net, f"{p}_{name}")
             a = layer(a, training=training) if name.startswith("dropout") else layer(a)
-        return tf.reshape(a, (tf.shape(pos)[0], tf.shape(pos)[1], a.shape[-1]))
+        return ops.reshape(a, (ops.shape(pos)[0], ops.shape(pos)[1], a.shape[-1]))

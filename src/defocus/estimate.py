@@ -50,15 +50,13 @@ def dense_model(model, tile: int = DEFAULT_TILE):
 
 
 def _compiled(net):
-    """A traced inference function for ``net`` (one trace for any batch size); it calls the
-    network, so it follows the network's weights."""
-    from ._tf import tf
+    """A compiled inference function for ``net`` (the backend's, for any batch size); it
+    follows the network's weights."""
+    from . import backend
 
     fn = _COMPILED.get(net)
     if fn is None:
-        spec = tf.TensorSpec((None, PATCH, PATCH, 3), tf.float32)
-        ref = weakref.ref(net)  # the function must not keep its network alive (it is the cache's value)
-        fn = tf.function(lambda x: ref()(x, training=False), input_signature=[spec])
+        fn = backend.forward(net, PATCH)
         _COMPILED[net] = fn
     return fn
 
@@ -88,7 +86,7 @@ def classify(net, image: np.ndarray, ys, xs, batch_size: int = DEFAULT_BATCH, pr
     out = np.empty((len(ys), n_out), dtype=np.float32)
     done = 0
     for batch in iter_patch_batches(image, ys, xs, batch_size):
-        out[done : done + len(batch)] = fn(batch).numpy()
+        out[done : done + len(batch)] = np.asarray(fn(batch))
         done += len(batch)
         if progress is not None:
             progress(len(batch))

@@ -146,7 +146,7 @@ def onednn_choice(task: str, flags: frozenset[str] | None = None, machine: str |
 def use_kernels(task: str) -> None:
     """Choose the kernels for ``task`` ("train" or "infer"; default "infer").
 
-    Call before anything imports TensorFlow (``defocus._tf`` applies the choice
+    Call before anything imports TensorFlow (``defocus.backend`` applies the choice
     when it loads); once TensorFlow is loaded its kernels are fixed, and this
     only records the task.
     """
@@ -158,7 +158,7 @@ def use_kernels(task: str) -> None:
 
 def apply_kernel_choice() -> None:
     """Set ``TF_ENABLE_ONEDNN_OPTS`` for the chosen task, unless the user set it or
-    TensorFlow is already loaded (called by ``defocus._tf`` before it imports TensorFlow)."""
+    TensorFlow is already loaded (called by ``defocus.backend`` before it imports TensorFlow)."""
     if "tensorflow" in sys.modules or "TF_ENABLE_ONEDNN_OPTS" in os.environ:
         return
     os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1" if onednn_choice(_task) else "0"
@@ -172,7 +172,7 @@ def describe(precisions: dict[str, str] | None = None, backend: str = "tensorflo
     return {
         "cpu_kind": cpu_kind(flags),
         "backend": backend,
-        "onednn": {t: onednn_choice(t, flags) for t in TASKS},
+        "onednn": {t: onednn_choice(t, flags) for t in TASKS} if backend == "tensorflow" else None,
         "gpus": [list(c) for c in (gpus or [])],
         "precision": dict(precisions or {}),
     }

@@ -21,7 +21,7 @@ Class ``k`` of B-NET is the disk radius ``0.5 + 0.25 k`` px (see
 
 from __future__ import annotations
 
-from ._tf import keras
+from .backend import keras
 from .levels import BLUR_RADII, DEPTH, N_BLUR, PATTERN  # noqa: F401 (re-exported)
 from .patches import CROP_15, CROP_27, PATCH
 

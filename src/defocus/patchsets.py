@@ -377,6 +377,22 @@ def iter_rows(arrays: Sequence[np.ndarray], batch_size: int, seed: int | None = 
             yield tuple(r[b : b + batch_size] for r in rows)
 
 
+def row_batches(n: int, batch_size: int, seed: int | None = None, block: int = 4096) -> list[np.ndarray]:
+    """The rows of each batch :func:`iter_rows` yields for ``n`` rows, as index arrays
+    (the same order, for random access to batches)."""
+    starts = np.arange(0, n, block)
+    rng = np.random.default_rng(seed) if seed is not None else None
+    if rng is not None:
+        starts = rng.permutation(starts)
+    out = []
+    for s in starts:
+        rows = np.arange(s, min(s + block, n))
+        if rng is not None:
+            rows = rows[rng.permutation(len(rows))]
+        out.extend(rows[b : b + batch_size] for b in range(0, len(rows), batch_size))
+    return out
+
+
 def allocate(cells: list[Cell], per_label: int, val_fraction: float) -> dict[str, dict[int, int]]:
     """Set ``cell.take`` so that every label gets equally many patches in each split.
 

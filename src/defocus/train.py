@@ -2,8 +2,8 @@
 
 Softmax cross-entropy, Adam, batch 256, learning rate 1e-3 divided by 10 every
 ``lr_step`` epochs (10 for B-NET, 5 for E-NET). E-NET gets the f1-NET of the
-trained B-NET, frozen. Training runs under a ``tf.distribute`` strategy (all
-local GPUs, or several machines when ``TF_CONFIG`` is set), logs every epoch
+trained B-NET, frozen. Training runs in the backend's training scope (all local
+devices: :func:`defocus.backend.training_scope`), logs every epoch
 with dvclive, and can be killed at any time: Keras' ``BackupAndRestore`` keeps a
 checkpoint at each epoch end and a re-run continues from it.
 
@@ -25,8 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ._tf import keras, tf
-from .patchsets import TrainingSet, iter_rows, open_split, open_tiles
+from .backend import keras
+from .patchsets import TrainingSet, open_split, open_tiles, row_batches
+
+ops = keras.ops
 
 
 # ---------------------------------------------------------------- pieces
@@ -38,57 +40,34 @@ def lr_at(epoch: int, lr: float, step: int) -> float:
 def tolerance_accuracy(y_true, y_pred):
     """1 where the prediction is within one class (blur level) of the truth, else 0,
     per sample (Keras averages it, with sample weights if any)."""
-    pred = tf.argmax(y_pred, axis=-1, output_type=tf.int32)
-    true = tf.cast(tf.reshape(y_true, tf.shape(pred)), tf.int32)
-    return tf.cast(tf.abs(pred - true) <= 1, tf.float32)
+    pred = ops.cast(ops.argmax(y_pred, axis=-1), "int32")
+    true = ops.reshape(ops.cast(y_true, "int32"), ops.shape(pred))
+    return ops.cast(ops.abs(pred - true) <= 1, "float32")
 
 
-def strategy() -> tf.distribute.Strategy:
-    """The distribution strategy: multi-worker if ``TF_CONFIG`` names several
-    workers, else mirrored over the local GPUs, else the default (CPU)."""
-    if "TF_CONFIG" in os.environ and len(json.loads(os.environ["TF_CONFIG"]).get("cluster", {}).get("worker", [])) > 1:
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if len(tf.config.list_logical_devices("GPU")) > 0:
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
-def _stream(arrays, batch_size: int, seed: int | None, sig) -> tf.data.Dataset:
-    """Batches of rows of memory-mapped arrays; with a seed, every epoch reads the
-    (already shuffled) file in a different block order (seed + epoch)."""
-    epoch = [0]
-
-    def gen():
-        s = None if seed is None else seed + epoch[0]
-        epoch[0] += 1
-        yield from iter_rows(arrays, batch_size, seed=s)
-
-    return tf.data.Dataset.from_generator(gen, output_signature=sig)
-
-
-def _finish(ds: tf.data.Dataset, fn) -> tf.data.Dataset:
-    ds = ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE)
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return ds.with_options(options).prefetch(2)
-
-
-def patch_dataset(folder: Path, split: str, batch_size: int, seed: int | None,
-                  as_tiles: bool = False) -> tuple[tf.data.Dataset, int]:
-    """A tf.data pipeline streaming one split of a patch set: float32 patches in [0, 1], labels.
+class SplitBatches(keras.utils.PyDataset):
+    """One split of a patch set in file order, ``batch_size`` rows a batch: float32
+    patches in [0, 1] and int32 labels (validation, test).
 
     With ``as_tiles``, the batches are what :class:`~defocus.dense.DenseTrainer`
     takes: ``((uint8 patches, pos (B, 1, 2) zeros), labels (B, 1))``, a patch being
-    a tile of side 1. Returns the dataset and its number of samples.
+    a tile of side 1.
     """
-    x, y = open_split(folder, split)
-    sig = (tf.TensorSpec((None, 41, 41, 3), tf.uint8), tf.TensorSpec((None,), tf.uint8))
-    ds = _stream((x, y), batch_size, seed, sig)
-    if as_tiles:
-        fn = lambda a, b: ((a, tf.zeros((tf.shape(a)[0], 1, 2), tf.int16)), tf.cast(b, tf.int32)[:, None])  # noqa: E731
-    else:
-        fn = lambda a, b: (tf.cast(a, tf.float32) / 255.0, tf.cast(b, tf.int32))  # noqa: E731
-    return _finish(ds, fn), len(y)
+
+    def __init__(self, folder: Path, split: str, batch_size: int, as_tiles: bool = False):
+        super().__init__()
+        self.x, self.y = open_split(folder, split)
+        self.batch_size, self.as_tiles = int(batch_size), as_tiles
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.y) / self.batch_size)
+
+    def __getitem__(self, i: int):
+        rows = slice(i * self.batch_size, (i + 1) * self.batch_size)
+        x, y = np.asarray(self.x[rows]), np.asarray(self.y[rows]).astype(np.int32)
+        if self.as_tiles:
+            return (x, np.zeros((len(x), 1, 2), np.int16)), y[:, None]
+        return x.astype(np.float32) / np.float32(255.0), y
 
 
 class PatchBatches(keras.utils.PyDataset):
@@ -111,23 +90,37 @@ class PatchBatches(keras.utils.PyDataset):
         return x.astype(np.float32) / np.float32(255.0), y.astype(np.int32)
 
 
-def tile_dataset(tiles: dict, batch_size: int, seed: int | None) -> tuple[tf.data.Dataset, int, int]:
-    """A tf.data pipeline of training tiles: ``((uint8 tiles, pos), labels (B, K), weights (B, K))``.
+class TileBatches(keras.utils.PyDataset):
+    """Batches of training tiles: ``((uint8 tiles, pos), labels (B, K), weights (B, K))``,
+    ``ceil(batch_size / K)`` tiles each (``batch_size`` counts labelled pixels).
 
-    ``batch_size`` counts labelled pixels: a batch holds ``ceil(batch_size / K)`` tiles.
-    Returns the dataset, its number of tiles and its number of labelled pixels.
+    Epoch ``e`` reads the (already shuffled) file in the block order of seed ``seed + e``
+    (:func:`~defocus.patchsets.row_batches`); batch ``g`` is batch ``g % steps_per_epoch``
+    of epoch ``g // steps_per_epoch``, so a run resumed at batch ``start`` sees what an
+    uninterrupted one would have.
     """
-    k = tiles["pos"].shape[1]
-    per_batch = max(1, math.ceil(batch_size / k))
-    side = tiles["x"].shape[1]
-    sig = (tf.TensorSpec((None, side, side, 3), tf.uint8), tf.TensorSpec((None, k, 2), tf.int16),
-           tf.TensorSpec((None, k), tf.uint8), tf.TensorSpec((None,), tf.uint8))
-    ds = _stream([tiles[n] for n in ("x", "pos", "w", "y")], per_batch, seed, sig)
 
-    def fn(x, pos, w, y):
-        return (x, pos), tf.broadcast_to(tf.cast(y, tf.int32)[:, None], tf.shape(w)), tf.cast(w, tf.float32)
+    def __init__(self, tiles: dict, batch_size: int, seed: int | None, epochs: int = 1, start: int = 0):
+        super().__init__()
+        self.tiles, self.seed = tiles, seed
+        self.k = tiles["pos"].shape[1]
+        self.per_batch = max(1, math.ceil(int(batch_size) / self.k))
+        self.steps_per_epoch = math.ceil(len(tiles["y"]) / self.per_batch)
+        self.steps, self.start = int(epochs) * self.steps_per_epoch, int(start)
+        self._epoch, self._rows = None, None
+        self.pixels = int(np.asarray(tiles["w"], dtype=np.int64).sum())
 
-    return _finish(ds, fn), len(tiles["y"]), int(np.asarray(tiles["w"], dtype=np.int64).sum())
+    def __len__(self) -> int:
+        return self.steps - self.start
+
+    def __getitem__(self, i: int):
+        epoch, b = divmod(self.start + i, self.steps_per_epoch)
+        if epoch != self._epoch:
+            s = None if self.seed is None else self.seed + epoch
+            self._epoch, self._rows = epoch, row_batches(len(self.tiles["y"]), self.per_batch, s)
+        rows = self._rows[b]
+        x, pos, w, y = (np.asarray(self.tiles[n][rows]) for n in ("x", "pos", "w", "y"))
+        return (x, pos), np.broadcast_to(y.astype(np.int32)[:, None], w.shape).copy(), w.astype(np.float32)
 
 
 class LiveLogger(keras.callbacks.Callback):
@@ -197,19 +190,21 @@ def fit(model: keras.Model, patches: Path, params: dict, seed: int, live_dir: Pa
         tiles = open_tiles(patches)
         if tiles is None:
             raise ValueError(f"{patches}: no training tiles (train_tiles_*.npy) for dense training")
-        train, n_tiles, n_train = tile_dataset(tiles, batch, seed)
+        first = _resumed_epoch(checkpoint_dir) if resuming else 0
+        probe = TileBatches(tiles, batch, seed)
+        train = TileBatches(tiles, batch, seed, epochs=int(params["epochs"]), start=first * probe.steps_per_epoch)
+        n_train, steps = train.pixels, probe.steps_per_epoch
         if not model.built:  # BackupAndRestore wants a built model; the call creates no variables
             side, k = tiles["x"].shape[1], tiles["pos"].shape[1]
             model((np.zeros((1, side, side, 3), np.uint8), np.zeros((1, k, 2), np.int16)))
-        steps = math.ceil(n_tiles / math.ceil(batch / tiles["pos"].shape[1]))
     else:
         samples = TrainingSet(patches, augment, rotations, seed=seed, batch_size=batch)
         n_train, steps = len(samples), samples.steps_per_epoch
         # a resumed run starts at the first batch of the epoch BackupAndRestore restores
-        meta = Path(checkpoint_dir) / "training_metadata.json"
-        first = json.loads(meta.read_text())["epoch"] if resuming and meta.exists() else 0
+        first = _resumed_epoch(checkpoint_dir) if resuming else 0
         train = PatchBatches(samples, int(params["epochs"]) * steps, start=first * steps)
-    val, n_val = patch_dataset(patches, "val", batch, None, as_tiles=dense)
+    val = SplitBatches(patches, "val", batch, as_tiles=dense)
+    n_val = len(val.y)
     if n_train == 0:
         raise ValueError(f"{patches}: the training split is empty")
     val_steps = math.ceil(n_val / batch) if n_val else None
@@ -219,7 +214,7 @@ def fit(model: keras.Model, patches: Path, params: dict, seed: int, live_dir: Pa
     timer = _Throughput(n_train)
     t0 = time.perf_counter()
     hist = model.fit(
-        train if not dense else train.repeat(), validation_data=val.repeat() if n_val else None, epochs=int(params["epochs"]),
+        train, validation_data=val if n_val else None, epochs=int(params["epochs"]),
         steps_per_epoch=steps, validation_steps=val_steps, callbacks=[backup, schedule, timer, LiveLogger(live)],
         shuffle=False,  # the order is the data's own (PatchBatches)
         verbose=2 if progress else 0,
@@ -232,6 +227,12 @@ def fit(model: keras.Model, patches: Path, params: dict, seed: int, live_dir: Pa
                    seconds=round(time.perf_counter() - t0, 1),
                    samples_per_second=round(timer.rate(), 1) if timer.rate() else None)
     return summary
+
+
+def _resumed_epoch(checkpoint_dir: Path) -> int:
+    """The epoch ``BackupAndRestore`` restores from ``checkpoint_dir`` (0 if none)."""
+    meta = Path(checkpoint_dir) / "training_metadata.json"
+    return int(json.loads(meta.read_text())["epoch"]) if meta.exists() else 0
 
 
 class _Throughput(keras.callbacks.Callback):

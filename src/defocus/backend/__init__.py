@@ -1,0 +1,103 @@
+"""The Keras backend, chosen once per process, and everything that differs between backends.
+
+The rest of the package writes its computations in ``keras.ops`` and numpy and
+imports Keras from here (``from defocus.backend import keras``). What cannot be
+written that way lives in one module per backend, with the same functions:
+:mod:`defocus.backend.tensorflow` (the default) and :mod:`defocus.backend.jax`:
+
+* ``conv(x, w, dilation)``: the fastest VALID convolution for inference;
+* ``trainable_conv()``: the convolution to train through (its gradient exists);
+* ``compile_fn(fn)``: a compiled version of a function of tensors;
+* ``forward(net)``: a compiled inference call of a network that follows its weights;
+* ``training_scope()``: where a model to train is built: all local devices
+  (TensorFlow: a ``tf.distribute`` strategy; JAX: ``keras.distribution.DataParallel``);
+* ``determinism()``: run-to-run identical results for the same inputs;
+* ``gpu_capabilities()``, ``device_count()``, ``onednn_enabled()``, ``versions()``.
+
+The backend is ``KERAS_BACKEND`` if set, else TensorFlow; stages set it from
+``params.yaml``'s ``backend`` with :func:`use_params` before Keras loads.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+from .. import hardware
+
+NAMES = ("tensorflow", "jax")
+
+
+def use(name: str) -> None:
+    """Run this process under backend ``name`` ("tensorflow" or "jax").
+
+    Call before Keras loads; once it has, asking for another backend raises.
+    """
+    if name not in NAMES:
+        raise ValueError(f"backend must be one of {', '.join(NAMES)}; got {name!r}")
+    if "keras" in sys.modules:
+        loaded = sys.modules["keras"].backend.backend()
+        if loaded != name:
+            raise RuntimeError(f"Keras already runs on {loaded}; cannot switch to {name} in this process")
+        return
+    os.environ["KERAS_BACKEND"] = name
+
+
+def use_params(path="params.yaml") -> str:
+    """:func:`use` the ``backend`` of ``params.yaml`` (``tensorflow`` when the file has none)."""
+    from ..params import load_params
+
+    name = load_params(path).get("backend") or "tensorflow"
+    use(name)
+    return name
+
+
+def _load():
+    """Import Keras (and its backend) quietly and return (keras, backend module)."""
+    name = os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    if name not in NAMES:
+        raise ValueError(f"KERAS_BACKEND={name!r}: defocus runs on {' or '.join(NAMES)}")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if name == "tensorflow" and "tensorflow" not in sys.modules:
+        hardware.apply_kernel_choice()
+    if name == "jax" and "xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
+        # deterministic GPU reductions (read when JAX starts its GPU backend; no effect on a CPU)
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_gpu_deterministic_ops=true").strip()
+    if "keras" not in sys.modules:
+        # TensorFlow's C++ runtime prints start-up notices on fd 2 whatever the log level says
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            with open(os.devnull, "w") as null:
+                os.dup2(null.fileno(), 2)
+                import keras  # noqa: F401
+                if name == "tensorflow":
+                    import tensorflow  # noqa: F401
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    import keras
+
+    return keras, importlib.import_module(f".{keras.backend.backend()}", __name__)
+
+
+keras, _impl = _load()
+NAME: str = keras.backend.backend()
+
+conv = _impl.conv
+trainable_conv = _impl.trainable_conv
+compile_fn = _impl.compile_fn
+forward = _impl.forward
+training_scope = _impl.training_scope
+determinism = _impl.determinism
+gpu_capabilities = _impl.gpu_capabilities
+device_count = _impl.device_count
+onednn_enabled = _impl.onednn_enabled
+versions = _impl.versions
+threads = _impl.threads
+
+
+def name() -> str:
+    """The backend this process runs on ("tensorflow" or "jax")."""
+    return NAME
