@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# Set up (first run only) and run the test suite. Extra arguments go to pytest.
+# Set up (first run only) and run the test suite: everything under TensorFlow (the default
+# backend), then the tests marked `backends` (networks, dense path, training) again under JAX.
+# Extra arguments go to both pytest runs.
 set -euo pipefail
 cd "$(dirname "$0")"
 bash scripts/setup.sh
-exec .venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest "$@"
+echo "test.sh: the tests marked 'backends' again, under JAX"
+KERAS_BACKEND=jax .venv/bin/python -m pytest -m backends "$@"

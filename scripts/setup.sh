@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv and install the pinned dependencies (requirements.lock) and the
+# Create .venv and install the pinned dependencies (requirements.lock: both Keras backends,
+# TensorFlow and JAX, CPU builds) and the
 # package itself. Needs only python3 (3.11 or 3.12). Re-running is cheap: nothing
 # is reinstalled unless requirements.lock or pyproject.toml changed.
 set -euo pipefail

@@ -10,6 +10,8 @@ from defocus.weights import load_model
 
 from .conftest import gradients, textured_image
 
+pytestmark = pytest.mark.backends  # run under TensorFlow and JAX (test.sh)
+
 
 def _compare(model, image, ys, xs, tile):
     dm = DenseModel(model, tile=tile)

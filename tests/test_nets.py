@@ -6,6 +6,8 @@ from defocus.backend import keras
 from defocus.patches import extract_patches, pad_image
 from defocus.weights import ModelError, load_model, save_model
 
+pytestmark = pytest.mark.backends  # run under TensorFlow and JAX (test.sh)
+
 
 @pytest.fixture(scope="module")
 def pair():

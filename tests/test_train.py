@@ -31,6 +31,7 @@ def patch_set(tmp_path_factory):
     return folder
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("mode", ["patch", "dense"])
 def test_fit_both_modes(patch_set, tmp_path, mode):
     from defocus import nets

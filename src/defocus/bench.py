@@ -165,7 +165,8 @@ def main(args, model) -> int:
 
 def _write_report(report: dict, command: str, args) -> int:
     """Record the command line in ``report`` and write it as JSON to ``args.out``."""
-    report["command"] = f"defocus {command} " + " ".join(args.argv)
+    chosen = f"--backend {args.backend} " if getattr(args, "backend", None) else ""
+    report["command"] = f"defocus {chosen}{command} " + " ".join(args.argv)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")

@@ -350,6 +350,8 @@ def _add_summary(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Defocus blur estimation (Karaali, Harte & Jung, TIP 2022).")
+    parser.add_argument("--backend", choices=("tensorflow", "jax"), default=None,
+                        help="Keras backend to run the networks on (default: $KERAS_BACKEND, else tensorflow)")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_estimate(sub)
     _add_deblur(sub)
@@ -363,7 +365,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    args.argv = list(sys.argv[2:] if argv is None else argv[1:])
+    given = list(sys.argv[1:] if argv is None else argv)
+    args.argv = given[given.index(args.command) + 1 :]  # what follows the command's name
+    if args.backend:
+        from . import backend
+
+        try:
+            backend.use(args.backend)
+        except RuntimeError as e:
+            _error(str(e))
+            return 2
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -82,22 +82,21 @@ def _load():
     return keras, importlib.import_module(f".{keras.backend.backend()}", __name__)
 
 
-keras, _impl = _load()
-NAME: str = keras.backend.backend()
+_FUNCTIONS = ("conv", "trainable_conv", "compile_fn", "forward", "training_scope", "determinism",
+              "gpu_capabilities", "device_count", "onednn_enabled", "versions", "threads")
 
-conv = _impl.conv
-trainable_conv = _impl.trainable_conv
-compile_fn = _impl.compile_fn
-forward = _impl.forward
-training_scope = _impl.training_scope
-determinism = _impl.determinism
-gpu_capabilities = _impl.gpu_capabilities
-device_count = _impl.device_count
-onednn_enabled = _impl.onednn_enabled
-versions = _impl.versions
-threads = _impl.threads
+
+def __getattr__(attr):
+    """Keras and the backend's functions, loaded on first use (so :func:`use` can come first)."""
+    if attr in ("keras", "_impl") + _FUNCTIONS:
+        keras, impl = _load()
+        globals().update(keras=keras, _impl=impl, **{f: getattr(impl, f) for f in _FUNCTIONS})
+        return globals()[attr]
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 
 
 def name() -> str:
-    """The backend this process runs on ("tensorflow" or "jax")."""
-    return NAME
+    """The backend this process runs on, or will once Keras loads ("tensorflow" or "jax")."""
+    if "keras" in sys.modules:
+        return sys.modules["keras"].backend.backend()
+    return os.environ.get("KERAS_BACKEND", "tensorflow")

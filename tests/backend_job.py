@@ -1,0 +1,72 @@
+"""Jobs the backend tests run in a fresh process (Keras picks its backend once per process).
+
+    python tests/backend_job.py outputs MODEL_DIR PATCHES.npy OUT.npy
+        class probabilities of the model's B-NET and E-NET on the patches
+    python tests/backend_job.py save SEED MODEL_DIR
+        a B-NET and E-NET with seeded random weights, saved as a model folder
+    python tests/backend_job.py steps DEVICES OUT.json
+        losses of 20 training steps of B-NET (no dropout) on fixed batches, over DEVICES devices
+
+The backend is the environment's KERAS_BACKEND.
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+
+
+def _devices(n: int) -> None:
+    """Show this process n CPU devices (before the backend starts its devices)."""
+    if os.environ.get("KERAS_BACKEND") == "jax":
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={n}")
+    elif n > 1:
+        from defocus.backend import tensorflow as tf_backend
+
+        tf_backend.split_cpu(n)
+
+
+def main(job: str, *args: str) -> int:
+    if job == "outputs":
+        from defocus.weights import load_model
+
+        model = load_model(args[0])
+        x = np.load(args[1])
+        np.save(args[2], np.concatenate([np.asarray(model.bnet(x, training=False)),
+                                         np.asarray(model.enet(x, training=False))], axis=1))
+        return 0
+    if job == "save":
+        from defocus import nets
+        from defocus.backend import keras
+        from defocus.weights import save_model
+
+        keras.utils.set_random_seed(int(args[0]))
+        save_model(args[1], nets.build_bnet(), nets.build_enet(), {"trained_by": "backend test"})
+        return 0
+    if job == "steps":
+        _devices(int(args[0]))
+        from defocus import backend, nets
+        from defocus.backend import keras
+        from defocus.train import compile_net
+
+        keras.utils.set_random_seed(0)
+        backend.determinism()
+        rng = np.random.default_rng(0)
+        with backend.training_scope():
+            net = nets.build_bnet(dropout=0.0)
+            compile_net(net, 1e-4, tolerance=False)  # Adam amplifies float reassociation less at a small rate
+            losses = []
+            for _ in range(20):
+                x = rng.random((32, 41, 41, 3), np.float32)
+                y = rng.integers(0, 23, 32).astype(np.int32)
+                out = net.train_on_batch(x, y, return_dict=True)
+                losses.append(float(out["loss"]))
+        with open(args[1], "w") as f:
+            json.dump({"backend": backend.name(), "devices": backend.device_count(), "losses": losses}, f)
+        return 0
+    raise SystemExit(__doc__)
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:]))

@@ -1,0 +1,74 @@
+"""Both Keras backends: the same networks, the same weights, the same training on several devices.
+
+Keras picks its backend once per process, so the other backend runs in a subprocess
+(tests/backend_job.py). The rest of the suite runs under TensorFlow, and again under JAX
+for the modules marked ``backends`` (test.sh).
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from defocus import backend
+from defocus.weights import load_model
+
+JOB = Path(__file__).with_name("backend_job.py")
+OTHER = "jax" if backend.name() == "tensorflow" else "tensorflow"
+
+
+def _job(backend_name: str, *args, env=None) -> None:
+    e = dict(os.environ, KERAS_BACKEND=backend_name, **(env or {}))
+    r = subprocess.run([sys.executable, str(JOB), *map(str, args)], env=e, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
+def _patches(n=64, seed=0):
+    return np.random.default_rng(seed).random((n, 41, 41, 3), np.float32)
+
+
+def test_backend_is_chosen_once():
+    assert backend.name() in backend.NAMES
+    with pytest.raises(ValueError, match="backend must be one of"):
+        backend.use("torch")
+    with pytest.raises(RuntimeError, match="cannot switch"):
+        backend.use(OTHER)
+    backend.use(backend.name())  # the running one: fine
+
+
+def test_weights_load_under_the_other_backend(random_model_dir, tmp_path):
+    """Weights saved under this backend give the same outputs under the other (1e-5), and back."""
+    x = _patches()
+    np.save(tmp_path / "x.npy", x)
+    here = load_model(random_model_dir)
+    ours = np.concatenate([np.asarray(here.bnet(x, training=False)), np.asarray(here.enet(x, training=False))], 1)
+    _job(OTHER, "outputs", random_model_dir, tmp_path / "x.npy", tmp_path / "theirs.npy")
+    np.testing.assert_allclose(np.load(tmp_path / "theirs.npy"), ours, atol=1e-5)
+    # saved there, loaded here
+    _job(OTHER, "save", 7, tmp_path / "made_there")
+    _job(OTHER, "outputs", tmp_path / "made_there", tmp_path / "x.npy", tmp_path / "there.npy")
+    m = load_model(tmp_path / "made_there")
+    here = np.concatenate([np.asarray(m.bnet(x, training=False)), np.asarray(m.enet(x, training=False))], 1)
+    np.testing.assert_allclose(here, np.load(tmp_path / "there.npy"), atol=1e-5)
+    assert np.abs(here - ours).max() > 1e-3  # another model indeed
+
+
+@pytest.mark.parametrize("name", ["tensorflow", "jax"])
+def test_training_on_two_devices_matches_one(name, tmp_path):
+    """Data-parallel training over 2 logical CPU devices (TensorFlow: MirroredStrategy; JAX:
+    keras.distribution.DataParallel) gives one device's losses over 20 steps (1e-4 relative)."""
+    runs = {}
+    for n in (1, 2):
+        _job(name, "steps", n, tmp_path / f"{n}.json")
+        runs[n] = json.loads((tmp_path / f"{n}.json").read_text())
+    assert runs[1]["backend"] == runs[2]["backend"] == name
+    assert (runs[1]["devices"], runs[2]["devices"]) == (1, 2)
+    a, b = np.array(runs[1]["losses"]), np.array(runs[2]["losses"])
+    assert len(a) == 20 and np.all(np.isfinite(a))
+    np.testing.assert_allclose(b, a, rtol=1e-4)
+    assert abs(a[-1] - a[0]) > 1e-4  # it did train
