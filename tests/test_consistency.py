@@ -17,7 +17,9 @@ REPO = Path(__file__).resolve().parents[1]
 def test_import_closure_follows_imports_transitively():
     closure = {f.name for f in import_closure(REPO / "stages" / "train.py", REPO / "src")}
     # stages/train.py imports defocus.train, which imports patchsets, which imports patches
-    assert {"train.py", "patchsets.py", "patches.py", "dense.py", "_tf.py", "hardware.py"} <= closure
+    assert {"train.py", "patchsets.py", "patches.py", "dense.py", "hardware.py"} <= closure
+    # defocus.backend picks its module at run time: importing the package counts for both
+    assert {"tensorflow.py", "jax.py"} <= closure
     assert "matting.py" not in closure and "estimate.py" not in closure  # dense.py no longer imports estimate
 
 
