@@ -98,6 +98,9 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=256, help="batch of a new run (256)")
     ap.add_argument("--epochs", type=int, help="epochs of a new run (the profile's train.bnet.epochs)")
     ap.add_argument("--lr-step", type=int, help="lr / 10 after this many epochs (the profile's train.bnet.lr_step)")
+    ap.add_argument("--lr-drop-step", type=int, default=0,
+                    help="lr / 10 from this step on instead of the profile's lr_step epochs (also for a run under "
+                         "way: the change is recorded in its events); for a CPU budget far short of the schedule")
     ap.add_argument("--checkpoint-minutes", type=float, default=5.0, help="minutes between checkpoints (5)")
     ap.add_argument("--checkpoint-steps", type=int, default=0, help="checkpoint every N steps instead (tests)")
     ap.add_argument("--max-steps", type=int, default=0, help="stop this piece after N steps (0: no limit)")
@@ -159,7 +162,9 @@ def main(argv=None) -> int:
                           batch_size=config["batch_size"])
     steps_per_epoch = samples.steps_per_epoch
     total = config["epochs"] * steps_per_epoch
-    boundary = config["lr_step"] * steps_per_epoch
+    if args.lr_drop_step:
+        config["lr_drop_step"] = int(args.lr_drop_step)
+    boundary = config.get("lr_drop_step") or config["lr_step"] * steps_per_epoch
     data_id = fingerprint(patches)
     measured_on = "benchmark" if (args.benchmark / "val_y.npy").exists() else "val"
     val_x, val_y = open_split(args.benchmark if measured_on == "benchmark" else patches, "val")
@@ -181,7 +186,11 @@ def main(argv=None) -> int:
                   "continuing on the new data (recorded)", file=sys.stderr)
             prog.setdefault("events", []).append({"step": prog["step"], "event": f"data {prog['data']} -> {data_id}"})
             prog["data"] = data_id
-        print(f"train_long: continuing at step {prog['step']} of {total} ({prog['samples']:,} samples seen)")
+        if prog["config"].get("lr_drop_step") != config.get("lr_drop_step"):
+            prog.setdefault("events", []).append({"step": prog["step"], "event": f"lr / 10 from step {boundary}"})
+            prog["config"] = config
+        print(f"train_long: continuing at step {prog['step']} of {total} ({prog['samples']:,} samples seen), "
+              f"lr {config['lr']:g}, / 10 from step {boundary}")
     else:
         prog = {"config": config, "step": 0, "samples": 0, "seconds": 0.0, "data": data_id,
                 "train_samples": len(samples), "steps_per_epoch": steps_per_epoch, "total_steps": total,
