@@ -23,7 +23,7 @@ def main() -> int:
     from defocus.backend import gpu_capabilities
 
     gpus = gpu_capabilities()
-    precisions = {net: hardware.resolve_precision(p["precision"], gpu_capabilities=gpus)
+    precisions = {net: hardware.resolve_precision(p["precision"], gpu_capabilities=gpus, backend=name)
                   for net, p in params["train"].items()}
     machine = hardware.describe(precisions, backend=name, gpus=gpus)
     save_json(OUT, machine)

@@ -36,7 +36,8 @@ def machine_for(net: str, requested: str) -> dict:
     """
     gpus = gpu_capabilities()
     stage = f"train@{net}"
-    here = hardware.describe({net: hardware.resolve_precision(requested, gpu_capabilities=gpus)},
+    here = hardware.describe({net: hardware.resolve_precision(requested, gpu_capabilities=gpus,
+                                                              backend=backend.name())},
                              backend=backend.name(), gpus=gpus)
     recorded = json.loads(MACHINE.read_text()) if MACHINE.exists() else {}
     if {k: recorded.get(k) for k in here if k != "precision"} != {k: v for k, v in here.items() if k != "precision"} \

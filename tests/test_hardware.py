@@ -54,6 +54,9 @@ def test_explicit_precision_wins_and_bad_values_are_refused():
 
 def test_gpus_decide_when_there_are_any():
     assert hardware.resolve_precision("auto", ZEN3, gpu_capabilities=[(9, 0)]) == "mixed_bfloat16"
+    # JAX on a CPU: float32 whatever the flags (XLA's CPU backend gains nothing from bfloat16)
+    assert hardware.resolve_precision("auto", ZEN5, backend="jax") == "float32"
+    assert hardware.resolve_precision("auto", ZEN3, gpu_capabilities=[(9, 0)], backend="jax") == "mixed_bfloat16"
     assert hardware.resolve_precision("auto", ZEN5, gpu_capabilities=[(7, 5)]) == "float32"  # T4: emulated
     assert hardware.resolve_precision("auto", ZEN5, gpu_capabilities=[(8, 0), (7, 0)]) == "float32"
 

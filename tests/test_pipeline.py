@@ -221,6 +221,26 @@ def test_evaluation_and_psi_experiment(tiny_repo):
     assert "published" not in json.loads((reports / "benchmark.json").read_text())
     assert "unavailable" in (reports / "benchmark.md").read_text()
 
+    # the same pipeline under JAX: `dvc exp run -S backend=jax` re-runs the network stages and no data stage
+    ref = str(config.reference_dir())
+    out = _run(["dvc", "exp", "run", "-S", "backend=jax", "-S", "psi=20", "-S", f"reference.path={ref}"],
+               tiny_repo, timeout=1200)
+    ran = set(_ran(out))
+    assert {"train@bnet", "train@enet", "infer", "score"} <= ran, sorted(ran)
+    assert not ran & set(DATA_STAGES + ["benchmark", "synth_test"]), sorted(ran)
+    assert json.loads((tiny_repo / "reports/machine.json").read_text())["backend"] == "jax"
+    trained = json.loads((tiny_repo / "data/models/pipeline/model.json").read_text())
+    assert trained["machine"]["bnet"]["backend"] == trained["machine"]["enet"]["backend"] == "jax"
+    t1_jax = json.loads((reports / "table1.json").read_text())
+    scores_jax = json.loads((reports / "benchmark.json").read_text())
+    # the published networks give the same results under either backend
+    assert t1_jax["rtf"]["published"]["raw_mae"] == pytest.approx(t1["rtf"]["published"]["raw_mae"], abs=1e-4)
+    for net in ("bnet", "enet"):
+        assert scores_jax["published"][net]["accuracy"] == pytest.approx(scores["published"][net]["accuracy"],
+                                                                          abs=2e-3)
+        assert 0 <= scores_jax["this_run"][net]["accuracy"] <= 1
+    assert 0 < t1_jax["rtf"]["ours"]["raw_mae"] < 6
+
 
 def test_killed_training_resumes(tiny_repo):
     """Kill `dvc repro train@bnet` after its first epoch; the re-run continues at epoch 2."""

@@ -195,7 +195,7 @@ def train_bench(patches: Path, batch_size: int = 256, steps: int = 30, precision
     tiles = open_tiles(patches)
     n_classes = int(np.load(patches / "val_y.npy", mmap_mode="r").max()) + 1 if (patches / "val_y.npy").exists() else 23
     build = nets.build_bnet if n_classes > 2 else nets.build_enet
-    resolved = hardware.resolve_precision(precision, gpu_capabilities=gpu_capabilities())
+    resolved = hardware.resolve_precision(precision, gpu_capabilities=gpu_capabilities(), backend=backend.name())
     keras.mixed_precision.set_global_policy(resolved)
     report = {"patches": str(patches), "batch_size": batch_size, "steps": steps, "precision": resolved,
               "precision_asked": precision, "network": "bnet" if n_classes > 2 else "enet",
@@ -247,7 +247,7 @@ def time_to_accuracy(patches: Path, benchmark: Path, target: float = 0.5, cap_mi
     is not counted). Returns the training seconds and samples at which the target was first
     reached (None if not), the last accuracy and the curve.
     """
-    from . import hardware, nets
+    from . import backend, hardware, nets
     from .backend import gpu_capabilities, keras
     from .benchmark import accuracy
     from .patchsets import TrainingSet, open_split
@@ -257,7 +257,7 @@ def time_to_accuracy(patches: Path, benchmark: Path, target: float = 0.5, cap_mi
     bx, by = open_split(benchmark, "val")
     bx, by = bx[:eval_samples], by[:eval_samples]
     n_classes = int(np.max(by)) + 1 if len(by) else 23
-    resolved = hardware.resolve_precision(precision, gpu_capabilities=gpu_capabilities())
+    resolved = hardware.resolve_precision(precision, gpu_capabilities=gpu_capabilities(), backend=backend.name())
     keras.mixed_precision.set_global_policy(resolved)
     keras.utils.set_random_seed(0)
     net = (nets.build_bnet if n_classes > 2 else nets.build_enet)()

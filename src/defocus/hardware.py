@@ -107,12 +107,19 @@ def native_bfloat16(flags: frozenset[str] | None = None, gpu_capabilities=None) 
     return any(f in flags for f in BF16_FLAGS)
 
 
-def resolve_precision(requested: str, flags: frozenset[str] | None = None, gpu_capabilities=None) -> str:
+def resolve_precision(requested: str, flags: frozenset[str] | None = None, gpu_capabilities=None,
+                      backend: str = "tensorflow") -> str:
     """The dtype policy to train with: ``requested``, or for ``auto`` the one the device computes fast.
+
+    On a CPU, bfloat16 pays only through TensorFlow's oneDNN kernels: under JAX (XLA's CPU
+    backend) ``auto`` is float32 (measured on a Zen 5 with avx512_bf16: 88 samples/s in
+    mixed_bfloat16, 89 in float32).
 
     Raises ValueError for anything but ``auto`` or one of :data:`PRECISIONS`.
     """
     if requested == "auto":
+        if not gpu_capabilities and backend != "tensorflow":
+            return "float32"
         return "mixed_bfloat16" if native_bfloat16(flags, gpu_capabilities) else "float32"
     if requested not in PRECISIONS:
         raise ValueError(f"precision must be auto, {' or '.join(PRECISIONS)}; got {requested!r}")
