@@ -29,3 +29,11 @@ def test_bench_reports_both_paths(random_model_dir, tmp_path, capsys):
     assert [r["size"] for r in rep["large"]] == [[60, 45], [120, 90]]
     assert all(r["peak_rss_gb"] > 0 for r in rep["large"])
     assert "speed-up" in capsys.readouterr().out
+    # by default also under the other installed backend, in its own process, with the same options
+    other = rep["backends"]
+    assert len(other) == 1
+    (name, theirs), = other.items()
+    assert name != rep["machine"]["backend"] and theirs["machine"]["backend"] == name
+    assert theirs["rtf"][0]["edges"] == row["edges"] and theirs["rtf"][0]["max_abs_map_difference"] < 1e-5
+    assert set(rep["backend_summary"]) == {"tensorflow", "jax"}
+    assert main(["bench", "--model", str(random_model_dir), "--backends", "torch", "--out", str(out)]) == 2

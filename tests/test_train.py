@@ -70,6 +70,10 @@ def test_bench_train(patch_set, tmp_path, capsys):
     assert 0 < rep["dense"]["samples"] <= 2 * 4 * 8  # 2 steps of 4 tiles, up to 8 labelled pixels each
     assert rep["speedup"] == pytest.approx(rep["dense"]["samples_per_s"] / rep["patch"]["samples_per_s"])
     assert "samples/s" in capsys.readouterr().out
+    # the other installed backend, in its own process, on the same steps
+    (name, theirs), = rep["backends"].items()
+    assert theirs["machine"]["backend"] == name != rep["machine"]["backend"]
+    assert theirs["patch"]["samples"] == rep["patch"]["samples"] and theirs["dense"]["samples"] == rep["dense"]["samples"]
     assert main(["bench-train", "--patches", str(tmp_path / "none"), "--out", str(out)]) == 2
 
 
@@ -98,7 +102,7 @@ def test_bench_train_without_tiles(patch_set, tmp_path):
     shutil.copytree(patch_set, plain, ignore=shutil.ignore_patterns("train_tiles_*"))
     out = tmp_path / "bench_train.json"
     assert main(["bench-train", "--patches", str(plain), "--steps", "2", "--batch-size", "16",
-                 "--precision", "float32", "--out", str(out)]) == 0
+                 "--precision", "float32", "--backends", "this", "--out", str(out)]) == 0
     rep = json.loads(out.read_text())
     assert rep["tile"] is None and "dense" not in rep and "speedup" not in rep
     assert rep["patch"]["samples"] == 32 and rep["patch"]["samples_per_s"] > 0
@@ -110,7 +114,7 @@ def test_bench_train_time_to_accuracy(patch_set, tmp_path):
 
     out = tmp_path / "tta.json"
     args = ["bench-train", "--patches", str(patch_set), "--steps", "1", "--batch-size", "16", "--precision",
-            "float32", "--benchmark", str(patch_set), "--eval-every", "0.5", "--out", str(out)]
+            "float32", "--benchmark", str(patch_set), "--eval-every", "0.5", "--backends", "this", "--out", str(out)]
     assert main([*args, "--target", "0.0"]) == 0  # any accuracy reaches 0: at the first measurement
     tta = json.loads(out.read_text())["time_to_accuracy"]
     assert tta["reached"]["samples"] > 0 and tta["curve"][0]["accuracy"] >= 0 and tta["eval_samples"] == 36

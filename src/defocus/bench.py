@@ -159,8 +159,75 @@ def main(args, model) -> int:
     """``defocus bench`` with parsed ``args`` and a loaded model."""
     rtf = args.rtf or config.shared_dir() / "data" / "rtf"
     large = None if args.large == "0" else tuple(int(v) for v in args.large.lower().split("x"))
+    others = other_backends(args.backends)  # raises ValueError for an unknown name
     report = bench(model, rtf, repeat=args.repeat, large=large, patch=not args.no_patch)
+    _in_other_backends("bench", args, report, others)
     return _write_report(report, "bench", args)
+
+
+def other_backends(requested: str) -> list[str]:
+    """The installed backends to run besides this process's: ``all``, ``this`` (none) or a
+    comma-separated list of backend names."""
+    import importlib.util
+
+    from . import backend
+
+    if requested in ("this", ""):
+        return []
+    names = list(backend.NAMES) if requested == "all" else [n.strip() for n in requested.split(",") if n.strip()]
+    bad = [n for n in names if n not in backend.NAMES]
+    if bad:
+        raise ValueError(f"--backends: unknown backend(s) {', '.join(bad)}; choose from all, this, "
+                         f"{', '.join(backend.NAMES)}")
+    return [n for n in names if n != backend.name() and importlib.util.find_spec(n) is not None]
+
+
+def _in_other_backends(command: str, args, report: dict, others: list[str]) -> None:
+    """Run ``defocus <command>`` with the same options under each backend of ``others`` (a fresh
+    process each: Keras picks its backend once) and put their reports in ``report["backends"]``."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from . import backend
+
+    if not others:
+        return
+    keep, skip = [], False
+    for a in args.argv:  # the same options, less --backends and --out
+        if skip:
+            skip = False
+            continue
+        if a in ("--backends", "--out"):
+            skip = True
+            continue
+        if not a.startswith(("--backends=", "--out=")):
+            keep.append(a)
+    report["backends"] = {}
+    summary = {backend.name(): _headline(command, report)}
+    for name in others:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "report.json"
+            cmd = [sys.executable, "-m", "defocus.cli", "--backend", name, command, *keep,
+                   "--backends", "this", "--out", str(out)]
+            print(f"--- {command} under {name} (a separate process) ---", flush=True)
+            rc = subprocess.run(cmd).returncode
+            report["backends"][name] = json.loads(out.read_text()) if rc == 0 and out.exists() else \
+                {"error": f"defocus {command} under {name} exited with {rc}"}
+        summary[name] = _headline(command, report["backends"][name])
+    report["backend_summary"] = summary
+    print("--- backends: " + "; ".join(f"{k}: {v}" for k, v in summary.items()), flush=True)
+
+
+def _headline(command: str, report: dict) -> str:
+    """One figure per backend for the comparison line."""
+    if "error" in report:
+        return report["error"]
+    if command == "bench":
+        t = report.get("dense_median_total_s")
+        return f"{t:.3f} s per RTF image (dense, median)" if t is not None else "no RTF images"
+    rate = report.get("patch", {}).get("samples_per_s")
+    return f"{rate:.0f} training samples/s per patch ({report.get('precision')})" if rate else "no figure"
 
 
 def _write_report(report: dict, command: str, args) -> int:
@@ -287,6 +354,7 @@ def time_to_accuracy(patches: Path, benchmark: Path, target: float = 0.5, cap_mi
 
 def train_main(args) -> int:
     """``defocus bench-train`` with parsed ``args`` (raises ValueError / OSError on a bad patch set)."""
+    others = other_backends(args.backends)
     report = train_bench(args.patches, batch_size=args.batch_size, steps=args.steps, precision=args.precision)
     if args.benchmark is not None:
         if not (Path(args.benchmark) / "val_y.npy").exists():
@@ -300,4 +368,5 @@ def train_main(args) -> int:
         else:
             print(f"{args.target:.0%} exact not reached in {args.cap_minutes:g} min of training "
                   f"(last: {tta['accuracy']})")
+    _in_other_backends("bench-train", args, report, others)
     return _write_report(report, "bench-train", args)

@@ -198,7 +198,13 @@ def cmd_bench(args) -> int:
     from .bench import main as bench_main
 
     model = _load_model(args.model)
-    return 2 if model is None else bench_main(args, model)
+    if model is None:
+        return 2
+    try:
+        return bench_main(args, model)
+    except ValueError as exc:
+        _error(str(exc))
+        return 2
 
 
 def cmd_estimate(args) -> int:
@@ -261,6 +267,9 @@ def _add_bench(sub) -> None:
     p.add_argument("--large", default="4000x3000", help="WxH of the large image (also run at half size); 0 to skip")
     p.add_argument("--no-patch", action="store_true", help="skip the (slow) per-patch path")
     p.add_argument("--out", type=Path, default=Path("reports/bench.json"), help="JSON report (reports/bench.json)")
+    p.add_argument("--backends", default="all",
+                   help="also run under these backends, each in its own process: all (default: every installed "
+                        "one), this (only this process's), or a comma-separated list (tensorflow,jax)")
     p.set_defaults(func=cmd_bench)
 
 
@@ -298,6 +307,9 @@ def _add_bench_train(sub) -> None:
     p.add_argument("--cap-minutes", type=float, default=30.0, help="training minutes before giving up (30)")
     p.add_argument("--eval-every", type=float, default=120.0, help="seconds of training between measurements (120)")
     p.add_argument("--out", type=Path, default=Path("reports/bench_train.json"), help="JSON report")
+    p.add_argument("--backends", default="all",
+                   help="also run under these backends, each in its own process: all (default: every installed "
+                        "one), this, or a comma-separated list (tensorflow,jax)")
     p.set_defaults(func=cmd_bench_train)
 
 
