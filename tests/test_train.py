@@ -122,3 +122,36 @@ def test_bench_train_time_to_accuracy(patch_set, tmp_path):
     tta = json.loads(out.read_text())["time_to_accuracy"]
     assert tta["reached"] is None and 0 <= tta["accuracy"] <= 1 and tta["curve"][-1]["seconds"] >= 1.2
     assert main([*args, "--benchmark", str(tmp_path / "none")]) == 2
+
+
+def test_an_interrupted_fit_resumes_to_the_uninterrupted_weights(patch_set, tmp_path):
+    """Killed after its first epoch, `fit` resumes (weights, Adam, the dropout masks' random
+    state, the data order) and ends where an uninterrupted run ends; the curves have each epoch once."""
+    from defocus import nets
+    from defocus.backend import keras
+    from defocus.train import compile_net, fit
+
+    class Stop(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt("killed")
+
+    params = {"epochs": 2, "lr": 1e-3, "lr_step": 1, "batch_size": 32}
+
+    def run(name, callbacks=()):
+        keras.utils.set_random_seed(0)
+        net = nets.build_bnet()  # dropout 0.5: the masks depend on the generators' state
+        compile_net(net, 1e-3, tolerance=True)
+        fit(net, patch_set, params, 0, tmp_path / f"live_{name}", tmp_path / f"ckpt_{name}", progress=False,
+            callbacks=callbacks)
+        return net.get_weights()
+
+    whole = run("a")
+    with pytest.raises(KeyboardInterrupt):
+        run("b", [Stop()])
+    assert (tmp_path / "ckpt_b" / "seed_states.npz").exists()
+    resumed = run("b")
+    for u, v in zip(whole, resumed, strict=True):
+        np.testing.assert_allclose(v, u, rtol=1e-5, atol=1e-6)
+    for tsv in (tmp_path / "live_b" / "plots" / "metrics").glob("*.tsv"):
+        assert [r.split("\t")[0] for r in tsv.read_text().splitlines()[1:]] == ["0", "1"], tsv.name

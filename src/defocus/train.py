@@ -148,7 +148,7 @@ def compile_net(model: keras.Model, lr: float, tolerance: bool) -> None:
 
 
 def fit(model: keras.Model, patches: Path, params: dict, seed: int, live_dir: Path, checkpoint_dir: Path,
-        progress: bool = True, augment: str = "symmetries", rotations=()) -> dict:
+        progress: bool = True, augment: str = "symmetries", rotations=(), callbacks=()) -> dict:
     """Train ``model`` (already built and compiled under the strategy) on a patch set.
 
     Parameters
@@ -159,6 +159,7 @@ def fit(model: keras.Model, patches: Path, params: dict, seed: int, live_dir: Pa
     augment, rotations : how training patches are augmented when drawn
         (:class:`~defocus.patchsets.TrainingSet`)
     live_dir : dvclive folder (metrics.json, plots/metrics/*.tsv)
+    callbacks : further Keras callbacks (after the pipeline's own)
     checkpoint_dir : BackupAndRestore folder; a run killed before the end
         continues from its last finished epoch. Removed when training completes.
 
@@ -208,6 +209,8 @@ def fit(model: keras.Model, patches: Path, params: dict, seed: int, live_dir: Pa
     if n_train == 0:
         raise ValueError(f"{patches}: the training split is empty")
     val_steps = math.ceil(n_val / batch) if n_val else None
+    if resuming:  # the curves continue from the epoch training resumes at, without repeated steps
+        _truncate_curves(live_dir, _resumed_epoch(checkpoint_dir))
     live = Live(str(live_dir), resume=resuming, dvcyaml=None, save_dvc_exp=False, report=None)
     schedule = keras.callbacks.LearningRateScheduler(lambda e, _lr: lr_at(e, params["lr"], params["lr_step"]))
     backup = keras.callbacks.BackupAndRestore(str(checkpoint_dir), save_freq="epoch", delete_checkpoint=True)
@@ -215,7 +218,8 @@ def fit(model: keras.Model, patches: Path, params: dict, seed: int, live_dir: Pa
     t0 = time.perf_counter()
     hist = model.fit(
         train, validation_data=val if n_val else None, epochs=int(params["epochs"]),
-        steps_per_epoch=steps, validation_steps=val_steps, callbacks=[backup, schedule, timer, LiveLogger(live)],
+        steps_per_epoch=steps, validation_steps=val_steps,
+        callbacks=[SeedStates(checkpoint_dir), backup, schedule, timer, LiveLogger(live), *callbacks],
         shuffle=False,  # the order is the data's own (PatchBatches)
         verbose=2 if progress else 0,
     )
@@ -227,6 +231,49 @@ def fit(model: keras.Model, patches: Path, params: dict, seed: int, live_dir: Pa
                    seconds=round(time.perf_counter() - t0, 1),
                    samples_per_second=round(timer.rate(), 1) if timer.rate() else None)
     return summary
+
+
+class SeedStates(keras.callbacks.Callback):
+    """Saves the dropout layers' random-generator states with each epoch's checkpoint and
+    restores them on resume, so a resumed run draws the dropout masks an uninterrupted run
+    would (Keras' ``BackupAndRestore`` keeps weights and optimizer, not these states).
+
+    Listed before ``BackupAndRestore``: at an epoch end the states are written first, tagged
+    with the epoch the checkpoint resumes at, and restored only when that tag matches.
+    """
+
+    def __init__(self, checkpoint_dir: Path):
+        super().__init__()
+        self.file = Path(checkpoint_dir) / "seed_states.npz"
+
+    def _states(self):
+        return [v for v in self.model.variables if "seed_generator" in v.path]
+
+    def on_train_begin(self, logs=None):
+        if not self.file.exists():
+            return
+        meta = Path(self.file.parent) / "training_metadata.json"
+        with np.load(self.file) as f:
+            tag, values = int(f["epoch"]), [f[f"s{i:03d}"] for i in range(len(f.files) - 1)]
+        states = self._states()
+        if meta.exists() and tag == _resumed_epoch(self.file.parent) and len(values) == len(states):
+            for var, value in zip(states, values, strict=True):
+                var.assign(value)
+
+    def on_epoch_end(self, epoch, logs=None):
+        arrays = {f"s{i:03d}": keras.ops.convert_to_numpy(v) for i, v in enumerate(self._states())}
+        tmp = self.file.with_name(".seed_states.tmp.npz")
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(tmp, epoch=np.int64(epoch + 1), **arrays)
+        os.replace(tmp, self.file)
+
+
+def _truncate_curves(live_dir: Path, epoch: int) -> None:
+    """Drop the dvclive rows of steps >= ``epoch`` (epochs a resumed run trains again)."""
+    for tsv in Path(live_dir).glob("plots/metrics/**/*.tsv"):
+        lines = tsv.read_text().splitlines()
+        keep = lines[:1] + [r for r in lines[1:] if int(r.split("\t")[0]) < epoch]
+        tsv.write_text("\n".join(keep) + "\n")
 
 
 def _resumed_epoch(checkpoint_dir: Path) -> int:
