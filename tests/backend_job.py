@@ -1,9 +1,9 @@
 """Jobs the backend tests run in a fresh process (Keras picks its backend once per process).
 
-    python tests/backend_job.py outputs MODEL_DIR PATCHES.npy OUT.npy
-        class probabilities of the model's B-NET and E-NET on the patches
-    python tests/backend_job.py save SEED MODEL_DIR
-        a B-NET and E-NET with seeded random weights, saved as a model folder
+    python tests/backend_job.py outputs PATCHES.npy OUT.npy MODEL_DIR [SEED NEW_MODEL_DIR]
+        class probabilities of the model's B-NET and E-NET on the patches; with SEED, first a
+        B-NET and E-NET with seeded random weights are saved as NEW_MODEL_DIR, and OUT.npy holds
+        both models' probabilities (MODEL_DIR's first)
     python tests/backend_job.py steps DEVICES OUT.json
         losses of 20 training steps of B-NET (no dropout) on fixed batches, over DEVICES devices
 
@@ -31,18 +31,21 @@ def main(job: str, *args: str) -> int:
     if job == "outputs":
         from defocus.weights import load_model
 
-        model = load_model(args[0])
-        x = np.load(args[1])
-        np.save(args[2], np.concatenate([np.asarray(model.bnet(x, training=False)),
-                                         np.asarray(model.enet(x, training=False))], axis=1))
-        return 0
-    if job == "save":
-        from defocus import nets
-        from defocus.backend import keras
-        from defocus.weights import save_model
+        x, folders = np.load(args[0]), [args[2]]
+        if len(args) > 3:
+            from defocus import nets
+            from defocus.backend import keras
+            from defocus.weights import save_model
 
-        keras.utils.set_random_seed(int(args[0]))
-        save_model(args[1], nets.build_bnet(), nets.build_enet(), {"trained_by": "backend test"})
+            keras.utils.set_random_seed(int(args[3]))
+            save_model(args[4], nets.build_bnet(), nets.build_enet(), {"trained_by": "backend test"})
+            folders.append(args[4])
+        out = []
+        for folder in folders:
+            model = load_model(folder)
+            out.append(np.concatenate([np.asarray(model.bnet(x, training=False)),
+                                       np.asarray(model.enet(x, training=False))], axis=1))
+        np.save(args[1], np.stack(out))
         return 0
     if job == "steps":
         _devices(int(args[0]))

@@ -47,14 +47,13 @@ def test_weights_load_under_the_other_backend(random_model_dir, tmp_path):
     np.save(tmp_path / "x.npy", x)
     here = load_model(random_model_dir)
     ours = np.concatenate([np.asarray(here.bnet(x, training=False)), np.asarray(here.enet(x, training=False))], 1)
-    _job(OTHER, "outputs", random_model_dir, tmp_path / "x.npy", tmp_path / "theirs.npy")
-    np.testing.assert_allclose(np.load(tmp_path / "theirs.npy"), ours, atol=1e-5)
-    # saved there, loaded here
-    _job(OTHER, "save", 7, tmp_path / "made_there")
-    _job(OTHER, "outputs", tmp_path / "made_there", tmp_path / "x.npy", tmp_path / "there.npy")
-    m = load_model(tmp_path / "made_there")
+    # there: this model's outputs, and a model made and saved there (seed 7) with its outputs
+    _job(OTHER, "outputs", tmp_path / "x.npy", tmp_path / "theirs.npy", random_model_dir, 7, tmp_path / "made_there")
+    theirs = np.load(tmp_path / "theirs.npy")
+    np.testing.assert_allclose(theirs[0], ours, atol=1e-5)
+    m = load_model(tmp_path / "made_there")  # saved there, loaded here
     here = np.concatenate([np.asarray(m.bnet(x, training=False)), np.asarray(m.enet(x, training=False))], 1)
-    np.testing.assert_allclose(here, np.load(tmp_path / "there.npy"), atol=1e-5)
+    np.testing.assert_allclose(here, theirs[1], atol=1e-5)
     assert np.abs(here - ours).max() > 1e-3  # another model indeed
 
 

@@ -221,25 +221,24 @@ def test_evaluation_and_psi_experiment(tiny_repo):
     assert "published" not in json.loads((reports / "benchmark.json").read_text())
     assert "unavailable" in (reports / "benchmark.md").read_text()
 
-    # the same pipeline under JAX: `dvc exp run -S backend=jax` re-runs the network stages and no data stage
+    # the network stages under JAX: `dvc exp run -S backend=jax` re-runs training and scoring and no
+    # data stage (the evaluation stages follow the same way; left out here to keep the suite short)
     ref = str(config.reference_dir())
-    out = _run(["dvc", "exp", "run", "-S", "backend=jax", "-S", "psi=20", "-S", f"reference.path={ref}"],
+    out = _run(["dvc", "exp", "run", "-S", "backend=jax", "-S", "psi=20", "-S", f"reference.path={ref}", "score"],
                tiny_repo, timeout=1200)
     ran = set(_ran(out))
-    assert {"train@bnet", "train@enet", "infer", "score"} <= ran, sorted(ran)
+    assert {"train@bnet", "train@enet", "score"} <= ran, sorted(ran)
     assert not ran & set(DATA_STAGES + ["benchmark", "synth_test"]), sorted(ran)
     assert json.loads((tiny_repo / "reports/machine.json").read_text())["backend"] == "jax"
     trained = json.loads((tiny_repo / "data/models/pipeline/model.json").read_text())
     assert trained["machine"]["bnet"]["backend"] == trained["machine"]["enet"]["backend"] == "jax"
-    t1_jax = json.loads((reports / "table1.json").read_text())
+    assert trained["machine"]["bnet"]["precision"] == "float32"  # auto under JAX on a CPU
     scores_jax = json.loads((reports / "benchmark.json").read_text())
-    # the published networks give the same results under either backend
-    assert t1_jax["rtf"]["published"]["raw_mae"] == pytest.approx(t1["rtf"]["published"]["raw_mae"], abs=1e-4)
-    for net in ("bnet", "enet"):
+    for net in ("bnet", "enet"):  # the published networks score the same under either backend
         assert scores_jax["published"][net]["accuracy"] == pytest.approx(scores["published"][net]["accuracy"],
                                                                           abs=2e-3)
         assert 0 <= scores_jax["this_run"][net]["accuracy"] <= 1
-    assert 0 < t1_jax["rtf"]["ours"]["raw_mae"] < 6
+    assert scores_jax["this_run"]["bnet"]["samples"] == 920
 
 
 def test_killed_training_resumes(tiny_repo):
