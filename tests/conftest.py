@@ -3,10 +3,16 @@ skip with a reason when it is absent; CI has it beside the clone."""
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
+import os
+import sys
 
-from defocus import config
+if os.environ.get("DEFOCUS_BLOCK_TENSORFLOW"):  # test.sh's JAX pass: as on a machine without TensorFlow
+    sys.modules["tensorflow"] = None
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from defocus import config  # noqa: E402
 
 
 def _need(path):

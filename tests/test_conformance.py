@@ -12,6 +12,8 @@ from scipy.io import loadmat
 
 from defocus.cli import main
 
+pytestmark = pytest.mark.backends  # the published maps under TensorFlow and under JAX (test.sh)
+
 # Raw MAE (radius px, all 360 x 360 pixels) of the published model on RTF.
 PUBLISHED_MAE = {"01": 0.169, "05": 0.124, "22": 0.227}
 

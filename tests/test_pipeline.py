@@ -221,11 +221,13 @@ def test_evaluation_and_psi_experiment(tiny_repo):
     assert "published" not in json.loads((reports / "benchmark.json").read_text())
     assert "unavailable" in (reports / "benchmark.md").read_text()
 
-    # the network stages under JAX: `dvc exp run -S backend=jax` re-runs training and scoring and no
-    # data stage (the evaluation stages follow the same way; left out here to keep the suite short)
+    # the network stages under JAX, TensorFlow unimportable: `dvc exp run -S backend=jax` re-runs training
+    # and scoring and no data stage (the evaluation stages follow the same way; left out to keep the suite short)
     ref = str(config.reference_dir())
+    no_tf = str(Path(__file__).with_name("no_tensorflow"))  # every stage process: `import tensorflow` fails
     out = _run(["dvc", "exp", "run", "-S", "backend=jax", "-S", "psi=20", "-S", f"reference.path={ref}", "score"],
-               tiny_repo, timeout=1200)
+               tiny_repo, env_extra={"PYTHONPATH": no_tf + os.pathsep + os.environ.get("PYTHONPATH", "")},
+               timeout=1200)
     ran = set(_ran(out))
     assert {"train@bnet", "train@enet", "score"} <= ran, sorted(ran)
     assert not ran & set(DATA_STAGES + ["benchmark", "synth_test"]), sorted(ran)
