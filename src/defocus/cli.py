@@ -362,7 +362,9 @@ def _add_summary(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Defocus blur estimation (Karaali, Harte & Jung, TIP 2022).")
-    parser.add_argument("--backend", choices=("tensorflow", "jax"), default=None,
+    from .backend import NAMES  # the package only: Keras loads when a command needs it
+
+    parser.add_argument("--backend", choices=NAMES, default=None,
                         help="Keras backend to run the networks on (default: $KERAS_BACKEND, else tensorflow)")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_estimate(sub)
