@@ -5,11 +5,13 @@
         B-NET and E-NET with seeded random weights are saved as NEW_MODEL_DIR, and OUT.npy holds
         both models' probabilities (MODEL_DIR's first)
     python tests/backend_job.py steps DEVICES OUT.json
-        losses of 20 training steps of B-NET (no dropout) on fixed batches, over DEVICES devices
+        with DEVICES devices: losses of 20 training steps of B-NET (no dropout) on fixed batches,
+        on one device ("one") and over all of them ("all")
 
 The backend is the environment's KERAS_BACKEND.
 """
 
+import contextlib
 import json
 import os
 import sys
@@ -53,20 +55,23 @@ def main(job: str, *args: str) -> int:
         from defocus.backend import keras
         from defocus.train import compile_net
 
-        keras.utils.set_random_seed(0)
         backend.determinism()
-        rng = np.random.default_rng(0)
-        with backend.training_scope():
-            net = nets.build_bnet(dropout=0.0)
-            compile_net(net, 1e-4, tolerance=False)  # Adam amplifies float reassociation less at a small rate
-            losses = []
-            for _ in range(20):
-                x = rng.random((32, 41, 41, 3), np.float32)
-                y = rng.integers(0, 23, 32).astype(np.int32)
-                out = net.train_on_batch(x, y, return_dict=True)
-                losses.append(float(out["loss"]))
+        runs = {}
+        for where in ("one", "all"):  # one device (no distribution), then data parallel over all
+            keras.utils.set_random_seed(0)
+            rng = np.random.default_rng(0)
+            with backend.training_scope() if where == "all" else contextlib.nullcontext():
+                net = nets.build_bnet(dropout=0.0)
+                compile_net(net, 1e-4, tolerance=False)  # Adam amplifies float reassociation less at a small rate
+                losses = []
+                for _ in range(20):
+                    x = rng.random((32, 41, 41, 3), np.float32)
+                    y = rng.integers(0, 23, 32).astype(np.int32)
+                    out = net.train_on_batch(x, y, return_dict=True)
+                    losses.append(float(out["loss"]))
+            runs[where] = losses
         with open(args[1], "w") as f:
-            json.dump({"backend": backend.name(), "devices": backend.device_count(), "losses": losses}, f)
+            json.dump({"backend": backend.name(), "devices": backend.device_count(), **runs}, f)
         return 0
     raise SystemExit(__doc__)
 

@@ -53,6 +53,7 @@ def test_batch_with_bad_inputs(inputs, random_model_dir, tmp_path, capsys):
     assert edges.shape == (96, 96, 3)
 
 
+@pytest.mark.backends  # `defocus estimate` under JAX too, with TensorFlow unimportable (test.sh)
 def test_given_edge_maps(inputs, random_model_dir, tmp_path, capsys):
     e = np.zeros((96, 96), np.uint8)
     e[20:80, 48] = 255

@@ -92,3 +92,33 @@ def test_seconds_add_network_and_propagation(tmp_path, monkeypatch):
 def test_markdown_table():
     assert report.markdown_table(["a", "b"], [["1", "2"]]) == "| a | b |\n|---|---|\n| 1 | 2 |\n"
     assert report.fmt(float("nan")) == "n/a" and report.fmt(0.12345) == "0.123"
+
+
+def test_table1_marks_a_method_without_maps_unavailable(tmp_path):
+    """Table I from a tiny layout: a method with maps gets its MAE, one without (here the published
+    weights, as when reference.path is empty) is marked unavailable, and the stage succeeds."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+    from scipy.io import savemat
+
+    raw, _ = _layout(tmp_path / "data")  # data/raw, as the stage reads it
+    maps = tmp_path / "data" / "eval" / "maps" / "ours" / "rtf"
+    maps.mkdir(parents=True)
+    gt = np.full((8, 8), 2.0)
+    for n in ("01", "05"):
+        savemat(raw / "rtf" / f"map_{n}.mat", {"blurMap": gt})
+        np.save(maps / f"image_{n}.npy", (gt + 0.5).astype(np.float32))
+    params = {"psi": 20, "evaluate": {"max_images": 0, "dbd_in_focus": 255, "rtf_sharp": "", "crop_right": 0}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    stage = Path(__file__).resolve().parents[1] / "stages" / "evaluate.py"
+    res = subprocess.run([sys.executable, str(stage), "table1"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    t1 = json.loads((tmp_path / "reports/eval/table1.json").read_text())
+    assert t1["scenes"] == 2 and t1["rtf"]["ours"]["raw_mae"] == pytest.approx(0.5)
+    assert t1["rtf"]["published"] == {"available": False} and t1["rtf"]["shipped"] == {"available": False}
+    md = (tmp_path / "reports/eval/table1.md").read_text()
+    assert "| TIP-2022 published weights (reference) | unavailable |" in md

@@ -11,9 +11,9 @@ from defocus.patchsets import (
     TrainingSet,
     allocate,
     inner,
-    iter_batches,
     margin_for,
     open_split,
+    row_batches,
     split_ids,
     symmetries,
     water_fill,
@@ -296,7 +296,7 @@ def test_training_batches_are_a_function_of_the_batch_number(tmp_path, source):
         TrainingSet(tmp_path / "missing")
 
 
-def test_open_split_and_iter_batches(tmp_path, source):
+def test_open_split_and_row_batches(tmp_path, source):
     images, masks, load = source
     cells, _ = _plan(masks, images)
     write_patch_set(tmp_path / "p", cells, load, seed=1, progress=False)
@@ -304,22 +304,21 @@ def test_open_split_and_iter_batches(tmp_path, source):
     assert isinstance(x, np.memmap) and not x.flags.writeable
     rows = Counter(a.tobytes() + bytes([b]) for a, b in zip(np.asarray(x), np.asarray(y)))
     for seed, block, batch in ((None, 4096, 5), (None, 7, 5), (3, 7, 5), (3, 10, 4), (0, 24, 24)):
-        got, sizes = Counter(), []
-        for xb, yb in iter_batches(x, y, batch, seed=seed, block=block):
-            assert len(xb) == len(yb) and 1 <= len(yb) <= batch
+        got = Counter()
+        for idx in row_batches(len(y), batch, seed=seed, block=block):
+            assert 1 <= len(idx) <= batch and np.ptp(idx) < block  # a batch lies within one block
+            xb, yb = x[idx], y[idx]
             assert xb.dtype == np.uint8 and xb.shape[1:] == (PATCH, PATCH, 3)
-            sizes.append(len(yb))
             got.update(a.tobytes() + bytes([b]) for a, b in zip(xb, yb))
         assert got == rows
     # without a seed, the file order; with one, shuffled but reproducible
-    np.testing.assert_array_equal(np.concatenate([b for _, b in iter_batches(x, y, 5)]), y)
     ids = np.arange(1000)
-    plain = np.concatenate([b for _, b in iter_batches(ids, ids, 64, block=100)])
-    np.testing.assert_array_equal(plain, ids)
-    a = np.concatenate([b for _, b in iter_batches(ids, ids, 64, seed=5, block=100)])
-    b = np.concatenate([b for _, b in iter_batches(ids, ids, 64, seed=5, block=100)])
+    np.testing.assert_array_equal(np.concatenate(row_batches(1000, 64, block=100)), ids)
+    a = np.concatenate(row_batches(1000, 64, seed=5, block=100))
+    b = np.concatenate(row_batches(1000, 64, seed=5, block=100))
     np.testing.assert_array_equal(a, b)
     assert sorted(a.tolist()) == ids.tolist() and not np.array_equal(a, ids)
+    assert not np.array_equal(np.concatenate(row_batches(1000, 64, seed=6, block=100)), a)
     np.save(tmp_path / "p" / "val_y.npy", np.zeros(3, np.uint8))
     with pytest.raises(ValueError, match="differ in length"):
         open_split(tmp_path / "p", "val")

@@ -58,6 +58,7 @@ def test_fit_both_modes(patch_set, tmp_path, mode):
     assert not (tmp_path / "ckpt").exists() or not any((tmp_path / "ckpt").iterdir())
 
 
+@pytest.mark.backends  # under JAX too, with TensorFlow unimportable (test.sh)
 def test_bench_train(patch_set, tmp_path, capsys):
     from defocus.cli import main
 

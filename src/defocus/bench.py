@@ -355,10 +355,10 @@ def time_to_accuracy(patches: Path, benchmark: Path, target: float = 0.5, cap_mi
 def train_main(args) -> int:
     """``defocus bench-train`` with parsed ``args`` (raises ValueError / OSError on a bad patch set)."""
     others = other_backends(args.backends)
+    if args.benchmark is not None and not (Path(args.benchmark) / "val_y.npy").exists():  # before any training
+        raise ValueError(f"{args.benchmark}: no benchmark set (dvc repro benchmark)")
     report = train_bench(args.patches, batch_size=args.batch_size, steps=args.steps, precision=args.precision)
     if args.benchmark is not None:
-        if not (Path(args.benchmark) / "val_y.npy").exists():
-            raise ValueError(f"{args.benchmark}: no benchmark set (dvc repro benchmark)")
         report["time_to_accuracy"] = tta = time_to_accuracy(
             args.patches, args.benchmark, target=args.target, cap_minutes=args.cap_minutes,
             batch_size=args.batch_size, precision=args.precision, eval_every_s=args.eval_every)
