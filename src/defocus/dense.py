@@ -221,7 +221,7 @@ class DenseModel:
         h, w = image.shape[:2]
         padded = pad_image(np.asarray(image, dtype=np.float32))
         t = self.tile
-        static = backend._impl.STATIC_SHAPES
+        static = backend.STATIC_SHAPES
         if static:  # every tile the same size (zeros beyond the image change no edge pixel's output)
             full = np.zeros((-(-h // t) * t + 40, -(-w // t) * t + 40, 3), np.float32)
             full[: h + 40, : w + 40] = padded
@@ -238,12 +238,12 @@ class DenseModel:
             x = padded[None, r0 : r1 + 40, c0 : c1 + 40]
             yx = np.stack([ys[idx] - r0, xs[idx] - c0], axis=1).astype(np.int32)
             t0 = time.perf_counter()
-            pe, maps = self._enet_fn(x, _padded(yx, static))
+            pe, maps = self._enet_fn(x, _padded(yx))
             pe = np.asarray(ops.convert_to_numpy(pe))[: len(idx)]
             t1 = time.perf_counter()
             keep = pe.argmax(axis=1) != DEPTH if blur_at is None else np.asarray(blur_at)[idx]
             chosen = idx[keep]
-            pb = np.asarray(ops.convert_to_numpy(self._bnet_fn(*maps, _padded(yx[keep], static))))[: len(chosen)]
+            pb = np.asarray(ops.convert_to_numpy(self._bnet_fn(*maps, _padded(yx[keep]))))[: len(chosen)]
             if timings is not None:
                 timings["enet"] = timings.get("enet", 0.0) + t1 - t0
                 timings["bnet"] = timings.get("bnet", 0.0) + time.perf_counter() - t1
@@ -259,11 +259,13 @@ class DenseModel:
         return p_edge, bi[o], pb[o]
 
 
-def _padded(yx, static: bool):
-    """``yx`` as it is, or (static-shape backends) padded with (0, 0) rows to one of a few sizes."""
-    if not static:
+def _padded(yx):
+    """``yx`` padded with (0, 0) rows to the backend's size for it (:func:`defocus.backend.bucket`:
+    one of a few sizes where compiled functions are specialised to shapes, else as it is)."""
+    n = backend.bucket(len(yx))
+    if n == len(yx):
         return yx
-    out = np.zeros((backend._impl.bucket(len(yx)), 2), np.int32)
+    out = np.zeros((n, 2), np.int32)
     out[: len(yx)] = yx
     return out
 

@@ -44,7 +44,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -349,37 +349,15 @@ class TrainingSet:
         return x, self.y[rows]
 
 
-def iter_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int | None = None,
-                 block: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield (uint8 patches, labels) batches, reading the memory map block by block.
-
-    With a seed, the order of blocks and the order within each block are
-    shuffled (the file itself is already in shuffled order), so an epoch reads
-    the file roughly sequentially and holds one block in memory.
-    """
-    return iter_rows((x, y), batch_size, seed, block)
-
-
-def iter_rows(arrays: Sequence[np.ndarray], batch_size: int, seed: int | None = None,
-              block: int = 4096) -> Iterator[tuple[np.ndarray, ...]]:
-    """:func:`iter_batches` for any number of arrays of equal length, shuffled alike."""
-    n = len(arrays[0])
-    starts = np.arange(0, n, block)
-    rng = np.random.default_rng(seed) if seed is not None else None
-    if rng is not None:
-        starts = rng.permutation(starts)
-    for s in starts:
-        rows = [np.asarray(a[s : s + block]) for a in arrays]
-        if rng is not None:
-            p = rng.permutation(len(rows[0]))
-            rows = [r[p] for r in rows]
-        for b in range(0, len(rows[0]), batch_size):
-            yield tuple(r[b : b + batch_size] for r in rows)
-
-
 def row_batches(n: int, batch_size: int, seed: int | None = None, block: int = 4096) -> list[np.ndarray]:
-    """The rows of each batch :func:`iter_rows` yields for ``n`` rows, as index arrays
-    (the same order, for random access to batches)."""
+    """The rows of each batch of an epoch over ``n`` rows, as index arrays (random access to
+    batches).
+
+    With a seed, the order of blocks of ``block`` rows and the order within each block
+    are shuffled (the file itself is already in shuffled order), so an epoch reads a
+    memory-mapped file roughly sequentially, one block at a time; without one, the file
+    order. A batch never spans two blocks (a block's last batch may be short).
+    """
     starts = np.arange(0, n, block)
     rng = np.random.default_rng(seed) if seed is not None else None
     if rng is not None:

@@ -96,17 +96,17 @@ class TileBatches(keras.utils.PyDataset):
 
     Epoch ``e`` reads the (already shuffled) file in the block order of seed ``seed + e``
     (:func:`~defocus.patchsets.row_batches`); batch ``g`` is batch ``g % steps_per_epoch``
-    of epoch ``g // steps_per_epoch``, so a run resumed at batch ``start`` sees what an
-    uninterrupted one would have.
+    of epoch ``g // steps_per_epoch``; the batches start at epoch ``first_epoch``, so a run
+    resumed there sees what an uninterrupted one would have.
     """
 
-    def __init__(self, tiles: dict, batch_size: int, seed: int | None, epochs: int = 1, start: int = 0):
+    def __init__(self, tiles: dict, batch_size: int, seed: int | None, epochs: int = 1, first_epoch: int = 0):
         super().__init__()
         self.tiles, self.seed = tiles, seed
         self.k = tiles["pos"].shape[1]
         self.per_batch = max(1, math.ceil(int(batch_size) / self.k))
         self.steps_per_epoch = math.ceil(len(tiles["y"]) / self.per_batch)
-        self.steps, self.start = int(epochs) * self.steps_per_epoch, int(start)
+        self.steps, self.start = int(epochs) * self.steps_per_epoch, int(first_epoch) * self.steps_per_epoch
         self._epoch, self._rows = None, None
         self.pixels = int(np.asarray(tiles["w"], dtype=np.int64).sum())
 
@@ -187,22 +187,19 @@ def fit(model: keras.Model, patches: Path, params: dict, seed: int, live_dir: Pa
         shutil.rmtree(live_dir, ignore_errors=True)
     batch = int(params["batch_size"])
     dense = isinstance(model, DenseTrainer)
+    first = _resumed_epoch(checkpoint_dir) if resuming else 0  # the epoch BackupAndRestore restores
     if dense:
         tiles = open_tiles(patches)
         if tiles is None:
             raise ValueError(f"{patches}: no training tiles (train_tiles_*.npy) for dense training")
-        first = _resumed_epoch(checkpoint_dir) if resuming else 0
-        probe = TileBatches(tiles, batch, seed)
-        train = TileBatches(tiles, batch, seed, epochs=int(params["epochs"]), start=first * probe.steps_per_epoch)
-        n_train, steps = train.pixels, probe.steps_per_epoch
+        train = TileBatches(tiles, batch, seed, epochs=int(params["epochs"]), first_epoch=first)
+        n_train, steps = train.pixels, train.steps_per_epoch
         if not model.built:  # BackupAndRestore wants a built model; the call creates no variables
             side, k = tiles["x"].shape[1], tiles["pos"].shape[1]
             model((np.zeros((1, side, side, 3), np.uint8), np.zeros((1, k, 2), np.int16)))
     else:
         samples = TrainingSet(patches, augment, rotations, seed=seed, batch_size=batch)
         n_train, steps = len(samples), samples.steps_per_epoch
-        # a resumed run starts at the first batch of the epoch BackupAndRestore restores
-        first = _resumed_epoch(checkpoint_dir) if resuming else 0
         train = PatchBatches(samples, int(params["epochs"]) * steps, start=first * steps)
     val = SplitBatches(patches, "val", batch, as_tiles=dense)
     n_val = len(val.y)
@@ -210,7 +207,7 @@ def fit(model: keras.Model, patches: Path, params: dict, seed: int, live_dir: Pa
         raise ValueError(f"{patches}: the training split is empty")
     val_steps = math.ceil(n_val / batch) if n_val else None
     if resuming:  # the curves continue from the epoch training resumes at, without repeated steps
-        _truncate_curves(live_dir, _resumed_epoch(checkpoint_dir))
+        _truncate_curves(live_dir, first)
     live = Live(str(live_dir), resume=resuming, dvcyaml=None, save_dvc_exp=False, report=None)
     schedule = keras.callbacks.LearningRateScheduler(lambda e, _lr: lr_at(e, params["lr"], params["lr_step"]))
     backup = keras.callbacks.BackupAndRestore(str(checkpoint_dir), save_freq="epoch", delete_checkpoint=True)
@@ -252,11 +249,11 @@ class SeedStates(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         if not self.file.exists():
             return
-        meta = Path(self.file.parent) / "training_metadata.json"
         with np.load(self.file) as f:
             tag, values = int(f["epoch"]), [f[f"s{i:03d}"] for i in range(len(f.files) - 1)]
         states = self._states()
-        if meta.exists() and tag == _resumed_epoch(self.file.parent) and len(values) == len(states):
+        # tags start at 1; no BackupAndRestore checkpoint (resumed epoch 0): nothing to restore
+        if tag == _resumed_epoch(self.file.parent) and len(values) == len(states):
             for var, value in zip(states, values, strict=True):
                 var.assign(value)
 

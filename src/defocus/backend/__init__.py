@@ -12,6 +12,8 @@ written that way lives in one module per backend, with the same functions:
 * ``training_scope()``: where a model to train is built: all local devices
   (TensorFlow: a ``tf.distribute`` strategy; JAX: ``keras.distribution.DataParallel``);
 * ``determinism()``: run-to-run identical results for the same inputs;
+* ``STATIC_SHAPES``, ``bucket(n)``: whether compiled functions are specialised to their
+  input shapes, and then the size to pad ``n`` rows to (else ``n``);
 * ``gpu_capabilities()``, ``device_count()``, ``onednn_enabled()``, ``versions()``.
 
 The backend is ``KERAS_BACKEND`` if set, else TensorFlow; stages set it from
@@ -83,7 +85,8 @@ def _load():
 
 
 _FUNCTIONS = ("conv", "trainable_conv", "compile_fn", "forward", "training_scope", "determinism",
-              "gpu_capabilities", "device_count", "onednn_enabled", "versions", "threads")
+              "gpu_capabilities", "device_count", "onednn_enabled", "versions", "threads", "STATIC_SHAPES",
+              "bucket")
 
 
 def __getattr__(attr):

@@ -13,6 +13,11 @@ import tensorflow as tf
 STATIC_SHAPES = False
 
 
+def bucket(n: int) -> int:
+    """The size to pad ``n`` rows to: ``n`` (compiled functions take any size)."""
+    return int(n)
+
+
 def conv(x, w, dilation=1):
     """VALID 2-D convolution, stride 1. conv2d's own dilation (oneDNN) is about 1.5x
     faster on a CPU than ``tf.nn.convolution``'s space-to-batch."""
