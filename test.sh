@@ -1,11 +1,37 @@
 #!/usr/bin/env bash
-# Set up (first run only) and run the test suite: everything under TensorFlow (the default
-# backend), then the tests marked `backends` (networks, dense path, training, conformance) again
-# under JAX, with `import tensorflow` blocked (as on a GPU machine that has only JAX).
-# Extra arguments go to both pytest runs.
+# Set up (first run only) and run the test suite. Two streams run side by side (on 2 cores one
+# computes while the other waits on Python, a subprocess or DVC):
+#   A: the end-to-end tests (tests/test_pipeline.py: the real DVC pipeline on the tiny profile,
+#      its network stages again under JAX);
+#   B: every other test under TensorFlow (the default backend), then the tests marked `backends`
+#      (networks, dense path, training, conformance, estimate, bench-train) again under JAX, with
+#      `import tensorflow` blocked (as on a GPU machine that has only JAX).
+# With arguments (e.g. `./test.sh tests/test_cli.py -x`), they go to pytest, run as one stream
+# under TensorFlow, then the selected `backends` tests under JAX.
 set -euo pipefail
 cd "$(dirname "$0")"
 bash scripts/setup.sh
-.venv/bin/python -m pytest "$@"
-echo "test.sh: the tests marked 'backends' again, under JAX, with TensorFlow made unimportable"
-DEFOCUS_BLOCK_TENSORFLOW=1 KERAS_BACKEND=jax .venv/bin/python -m pytest -m backends "$@"
+py=.venv/bin/python
+jax_pass() {
+    echo "test.sh: the tests marked 'backends' again, under JAX, with TensorFlow made unimportable"
+    DEFOCUS_BLOCK_TENSORFLOW=1 KERAS_BACKEND=jax "$py" -m pytest -p no:cacheprovider -m backends "$@"
+}
+if [ $# -gt 0 ]; then
+    "$py" -m pytest "$@"
+    jax_pass "$@"
+    exit
+fi
+tmp=$(mktemp -d)
+SECONDS=0
+"$py" -m pytest -p no:cacheprovider --basetemp "$tmp/a" tests/test_pipeline.py > "$tmp/a.log" 2>&1 &
+a=$!
+trap 'kill $a 2>/dev/null; rm -rf "$tmp"' EXIT
+rc=0
+"$py" -m pytest --basetemp "$tmp/b" --ignore tests/test_pipeline.py || rc=$?
+jax_pass --basetemp "$tmp/j" --ignore tests/test_pipeline.py || rc=$?
+echo "test.sh: stream B done at ${SECONDS} s; waiting for the end-to-end tests"
+wait $a || rc=$?
+echo "test.sh: the end-to-end tests (tests/test_pipeline.py):"
+cat "$tmp/a.log"
+echo "test.sh: all done in ${SECONDS} s (exit status $rc)"
+exit $rc
