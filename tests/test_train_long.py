@@ -77,4 +77,8 @@ def test_status_and_a_finished_run(patch_set, tmp_path):
     _, prog = _state(tmp_path / "s")
     assert prog["config"]["lr_drop_step"] == 6 and prog["step"] == 7
     assert {"step": 5, "event": "lr / 10 from step 6"} in prog["events"]
-
+    again = _run(patch_set, tmp_path / "s", "--max-steps", "1")
+    assert again.returncode == 0, again.stderr
+    assert "/ 10 from step 6" in again.stdout  # without the option: the run's own (moved) schedule
+    _, prog = _state(tmp_path / "s")
+    assert len([e for e in prog["events"] if e["event"].startswith("lr")]) == 1
