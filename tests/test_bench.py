@@ -28,6 +28,10 @@ def test_bench_reports_both_paths(random_model_dir, tmp_path, capsys):
     assert row["speedup_networks"] > 0 and row["patches_per_s"]["dense"] > 0
     assert [r["size"] for r in rep["large"]] == [[60, 45], [120, 90]]
     assert all(r["peak_rss_gb"] > 0 for r in rep["large"])
+    # the full-size large image once more, as a user runs it: defocus estimate in a fresh process
+    photo = rep["photo"]
+    assert photo["size"] == [120, 90] and 0 < photo["estimate_seconds"] < photo["seconds"]
+    assert 0.1 < photo["peak_rss_gb"] < 8  # a real process's own peak (TensorFlow alone is > 0.1 GB)
     assert "speed-up" in capsys.readouterr().out
     assert "backends" not in rep
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from defocus.images import ImageError, load_image, load_mask, save_npy
-from defocus.patches import PAD, extract_patches, iter_patch_batches, pad_image
+from defocus.patches import PAD, extract_patches, iter_patch_batches, pad_image, padded_window
 
 
 def test_patch_is_centred_with_reflect_padding():
@@ -20,6 +20,20 @@ def test_patch_is_centred_with_reflect_padding():
     np.testing.assert_array_equal(p[0, 18, 20], img[1, 0])
     ref = cv2.copyMakeBorder(img, PAD, PAD, PAD, PAD, cv2.BORDER_REFLECT)
     np.testing.assert_array_equal(p[2], ref[49:90, 59:100])
+
+
+def test_padded_window_is_a_slice_of_the_padded_image():
+    img = np.random.default_rng(2).random((50, 73, 3)).astype(np.float32)
+    padded = pad_image(img)
+    for r0, r1, c0, c1 in [(0, 90, 0, 113), (0, 41, 0, 41), (5, 60, 30, 113), (49, 90, 72, 113), (17, 18, 0, 1)]:
+        np.testing.assert_array_equal(padded_window(img, r0, r1, c0, c1), padded[r0:r1, c0:c1])
+    # beyond the padded image: zeros (tiles of one size under static shapes)
+    win = padded_window(img, 60, 130, 80, 140)
+    assert win.shape == (70, 60, 3)
+    np.testing.assert_array_equal(win[:30, :33], padded[60:, 80:])
+    assert not win[30:].any() and not win[:, 33:].any()
+    with pytest.raises(ValueError, match="40x45"):
+        padded_window(np.zeros((45, 40, 3), np.float32), 0, 10, 0, 10)
 
 
 def test_batches_are_bounded_and_ordered():
@@ -79,3 +93,27 @@ def test_mask_and_atomic_npy(tmp_path):
     save_npy(tmp_path / "x.npy", np.arange(3))
     assert np.load(tmp_path / "x.npy").tolist() == [0, 1, 2]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.png", "x.npy"]
+
+
+def test_to_uint8_rounds_block_by_block_as_one_expression():
+    from defocus.images import BLOCK_ROWS, to_uint8
+
+    img = np.random.default_rng(3).normal(0.5, 0.4, (2 * BLOCK_ROWS + 7, 13, 3)).astype(np.float32)
+    whole = np.clip(np.rint(img.astype(np.float64) * 255), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(to_uint8(img), whole)
+    scaled = np.clip(np.rint((img * 0.6).astype(np.float64) * 255), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(to_uint8(img, scale=0.6), scaled)
+    assert to_uint8(np.zeros((0, 4))).shape == (0, 4)
+
+
+def test_blur_png_of_a_large_map_is_a_bounded_preview(tmp_path):
+    from defocus.viz import PREVIEW_SIDE, save_blur_png
+
+    small = np.linspace(0, 6, 300 * 200, dtype=np.float32).reshape(200, 300)
+    save_blur_png(tmp_path / "small.png", small)
+    big = np.kron(small, np.ones((15, 15), np.float32))  # 4500 x 3000
+    save_blur_png(tmp_path / "big.png", big)
+    h_small, w_small = cv2.imread(str(tmp_path / "small.png")).shape[:2]
+    h, w = cv2.imread(str(tmp_path / "big.png")).shape[:2]
+    # drawn at about 1:1 up to PREVIEW_SIDE (plus the colour bar and margins), never at 4500 px
+    assert PREVIEW_SIDE < w < PREVIEW_SIDE * 1.4 and h < w and w_small < 1000

@@ -152,7 +152,47 @@ def bench(model, rtf_dir: Path | None, repeat: int = 5, large=(4000, 3000), patc
             log(f"large {size[0]}x{size[1]} ({mp:.1f} MP, {r['edges']} edges): {_fmt_stages(r['seconds'])}; "
                 f"{row['seconds_per_megapixel']:.2f} s/MP; peak RSS {row['peak_rss_gb']:.2f} GB")
             del img, r
+        report["photo"] = _photo_run(_large_image(images, large), model.source)
+        ph = report["photo"]
+        log(f"defocus estimate on a {large[0]}x{large[1]} PNG in a fresh process: {ph['seconds']:.1f} s "
+            f"(its own count: {ph['estimate_seconds']:.1f} s from loading the photo to the written outputs), "
+            f"peak RSS {ph['peak_rss_gb']:.2f} GB")
     return report
+
+
+def _photo_run(image: np.ndarray, model_dir) -> dict:
+    """``defocus estimate`` on ``image`` (written as a PNG) in a fresh process, as a user runs it:
+    wall seconds, the seconds the command reports for the photo, and the process's peak RSS
+    (nothing of this process's memory counts)."""
+    import re
+    import subprocess
+    import sys
+    import tempfile
+
+    import cv2
+
+    from . import backend
+    from .images import to_uint8
+
+    with tempfile.TemporaryDirectory() as tmp:
+        png = Path(tmp) / "photo.png"
+        cv2.imwrite(str(png), np.ascontiguousarray(to_uint8(image)[:, :, ::-1]))
+        cmd = [sys.executable, "-m", "defocus.cli", "--backend", backend.name(), "estimate", str(png),
+               "--model", str(model_dir), "--out", str(Path(tmp) / "out")]
+        log_out, log_err = Path(tmp) / "stdout", Path(tmp) / "stderr"
+        with open(log_out, "w") as fo, open(log_err, "w") as fe:
+            t0 = time.perf_counter()
+            proc = subprocess.Popen(cmd, stdout=fo, stderr=fe)
+            _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS
+            seconds = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}: {log_err.read_text()[-2000:]}")
+        found = re.search(r", ([0-9.]+) s ", log_out.read_text())
+    h, w = image.shape[:2]
+    return {"size": [w, h], "megapixels": w * h / 1e6, "seconds": seconds,
+            "estimate_seconds": float(found.group(1)) if found else None,
+            "peak_rss_gb": usage.ru_maxrss * 1024 / 2**30, "command": "defocus estimate PHOTO.png"}
 
 
 def main(args, model) -> int:

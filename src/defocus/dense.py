@@ -32,7 +32,7 @@ from . import backend
 from .backend import keras
 from .levels import DEPTH
 from .nets import find_layer
-from .patches import CROP_15, CROP_27, pad_image
+from .patches import CROP_15, CROP_27, padded_window
 
 OFF_27, OFF_15 = CROP_27[0], CROP_15[0]
 ops = keras.ops
@@ -219,13 +219,12 @@ class DenseModel:
         if len(ys) == 0:
             return np.zeros((0, 2), np.float32), np.zeros(0, np.int64), np.zeros((0, 23), np.float32)
         h, w = image.shape[:2]
-        padded = pad_image(np.asarray(image, dtype=np.float32))
+        image = np.asarray(image, dtype=np.float32)
         t = self.tile
+        # with static shapes every tile is the same size (zeros beyond the image change no edge
+        # pixel's output); each tile's window is cut and padded on its own (no padded copy of a
+        # large photo)
         static = backend.STATIC_SHAPES
-        if static:  # every tile the same size (zeros beyond the image change no edge pixel's output)
-            full = np.zeros((-(-h // t) * t + 40, -(-w // t) * t + 40, 3), np.float32)
-            full[: h + 40, : w + 40] = padded
-            padded = full
         p_edge = np.zeros((len(ys), 2), np.float32)
         blur_rows, blur_idx = [], []
         order = np.lexsort((xs // t, ys // t))
@@ -235,7 +234,7 @@ class DenseModel:
             idx = order[s:e_]
             r0, c0 = (ys[idx[0]] // t) * t, (xs[idx[0]] // t) * t
             r1, c1 = (r0 + t, c0 + t) if static else (min(r0 + t, h), min(c0 + t, w))
-            x = padded[None, r0 : r1 + 40, c0 : c1 + 40]
+            x = padded_window(image, r0, r1 + 40, c0, c1 + 40)[None]
             yx = np.stack([ys[idx] - r0, xs[idx] - c0], axis=1).astype(np.int32)
             t0 = time.perf_counter()
             pe, maps = self._enet_fn(x, _padded(yx))

@@ -163,12 +163,19 @@ def use_kernels(task: str) -> None:
     _task = task
 
 
-def apply_kernel_choice() -> None:
+def apply_kernel_choice() -> bool:
     """Set ``TF_ENABLE_ONEDNN_OPTS`` for the chosen task, unless the user set it or
-    TensorFlow is already loaded (called by ``defocus.backend`` before it imports TensorFlow)."""
+    TensorFlow is already loaded (called by ``defocus.backend`` before it imports TensorFlow).
+
+    Returns True when it set the variable: the caller removes it again once TensorFlow
+    has read it, so that only a value the user set is ever seen as the user's (by
+    :func:`onednn_choice` and :func:`describe` in this process, and by the processes it
+    starts, which choose for their own task).
+    """
     if "tensorflow" in sys.modules or "TF_ENABLE_ONEDNN_OPTS" in os.environ:
-        return
+        return False
     os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1" if onednn_choice(_task) else "0"
+    return True
 
 
 def describe(precisions: dict[str, str] | None = None, backend: str = "tensorflow", gpus=None) -> dict:

@@ -86,9 +86,18 @@ def load_mask(path: str | os.PathLike, shape: tuple[int, int] | None = None) -> 
     return to_unit(img) >= 0.5
 
 
-def to_uint8(img: np.ndarray) -> np.ndarray:
-    """[0, 1] float image -> uint8 (rounded)."""
-    return np.clip(np.rint(np.asarray(img, dtype=np.float64) * 255), 0, 255).astype(np.uint8)
+#: Rows per block of :func:`to_uint8` (its float64 temporaries cover a block, not a 12 MP photo).
+BLOCK_ROWS = 256
+
+
+def to_uint8(img: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """[0, 1] float image (times ``scale``) -> uint8 (rounded), a block of rows at a time."""
+    img = np.asarray(img)
+    out = np.empty(img.shape, np.uint8)
+    for r in range(0, max(len(img), 1), BLOCK_ROWS):
+        block = img[r : r + BLOCK_ROWS] * scale if scale != 1.0 else img[r : r + BLOCK_ROWS]
+        out[r : r + BLOCK_ROWS] = np.clip(np.rint(np.asarray(block, dtype=np.float64) * 255), 0, 255)
+    return out
 
 
 def atomic_write(path: str | os.PathLike, write) -> None:

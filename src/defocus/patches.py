@@ -28,6 +28,39 @@ def pad_image(image: np.ndarray) -> np.ndarray:
     return cv2.copyMakeBorder(image, PAD, PAD, PAD, PAD, cv2.BORDER_REFLECT)
 
 
+def padded_window(image: np.ndarray, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+    """``pad_image(image)[r0:r1, c0:c1]`` without padding the whole image.
+
+    Rows and columns are in padded coordinates (image pixel (y, x) is padded
+    (y + PAD, x + PAD)); positions beyond the padded image are 0. Only the window is
+    allocated, so a tiled pass over a large photo needs no padded copy of it.
+
+    Parameters
+    ----------
+    image : ndarray, (H, W, C)
+    r0, r1, c0, c1 : int
+        Window bounds, 0 <= r0 < r1 and 0 <= c0 < c1.
+
+    Returns
+    -------
+    window : ndarray, (r1 - r0, c1 - c0, C), same dtype as ``image``
+    """
+    h, w = image.shape[:2]
+    if min(h, w) < PATCH:
+        raise ValueError(f"image is {w}x{h} px; at least {PATCH}x{PATCH} px is needed (the patch size)")
+    out = np.zeros((r1 - r0, c1 - c0, *image.shape[2:]), image.dtype)
+    rows = np.arange(r0, min(r1, h + 2 * PAD)) - PAD
+    cols = np.arange(c0, min(c1, w + 2 * PAD)) - PAD
+    out[: len(rows), : len(cols)] = image[np.ix_(_reflect(rows, h), _reflect(cols, w))]
+    return out
+
+
+def _reflect(i: np.ndarray, n: int) -> np.ndarray:
+    """Indices -PAD..n + PAD - 1 mapped into 0..n - 1 as ``cv2.BORDER_REFLECT`` does (edge repeated)."""
+    i = np.where(i < 0, -i - 1, i)
+    return np.where(i >= n, 2 * n - 1 - i, i)
+
+
 def extract_patches(padded: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
     """41 x 41 patches centred on pixels (ys, xs) of the unpadded image.
 

@@ -9,10 +9,17 @@ import numpy as np
 from .images import atomic_write, to_uint8
 
 BLUR_MAX = 6.0  # px, largest B-NET radius
+#: Longest side (px) of the map drawn in a blur PNG; larger maps are area-averaged down to it
+#: first (matplotlib's colour mapping holds several float64 copies of what it draws: about
+#: 1.4 GB for a 12 MP map). The .npy output keeps every pixel.
+PREVIEW_SIDE = 2048
 
 
 def save_blur_png(path, blur: np.ndarray, title: str | None = None, vmax: float = BLUR_MAX) -> None:
     """Write a blur map as a colour-mapped PNG with a labelled colour bar (atomic).
+
+    The map is drawn at about 1:1 up to :data:`PREVIEW_SIDE` px on its longest side;
+    larger maps are area-averaged down to that first.
 
     Parameters
     ----------
@@ -23,6 +30,13 @@ def save_blur_png(path, blur: np.ndarray, title: str | None = None, vmax: float 
         Top of the colour scale, px (the scale starts at 0).
     """
     h, w = blur.shape
+    if max(h, w) > PREVIEW_SIDE:
+        import cv2
+
+        f = PREVIEW_SIDE / max(h, w)
+        size = (max(1, round(w * f)), max(1, round(h * f)))
+        blur = cv2.resize(np.asarray(blur, dtype=np.float32), size, interpolation=cv2.INTER_AREA)
+        h, w = blur.shape
     scale = 6.0 / max(h, w)
     fig = _figure(w * scale + 1.6, h * scale + (0.5 if title else 0.2), dpi=max(100, int(max(h, w) / 6)))
     ax = fig.add_subplot()
@@ -43,7 +57,7 @@ def edge_overlay(image: np.ndarray, pattern: np.ndarray, depth: np.ndarray) -> n
     -------
     overlay : ndarray, (H, W, 3) uint8 RGB
     """
-    out = to_uint8(np.asarray(image) * 0.6)
+    out = to_uint8(image, scale=0.6)
     out[pattern] = (40, 90, 255)
     out[depth] = (255, 30, 30)
     return out

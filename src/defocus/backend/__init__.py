@@ -61,8 +61,7 @@ def _load():
     if name not in NAMES:
         raise ValueError(f"KERAS_BACKEND={name!r}: defocus runs on {' or '.join(NAMES)}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if name == "tensorflow" and "tensorflow" not in sys.modules:
-        hardware.apply_kernel_choice()
+    chosen_here = name == "tensorflow" and "tensorflow" not in sys.modules and hardware.apply_kernel_choice()
     if name == "jax" and "xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
         # deterministic GPU reductions (read when JAX starts its GPU backend; no effect on a CPU)
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_gpu_deterministic_ops=true").strip()
@@ -79,6 +78,10 @@ def _load():
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+    if chosen_here:
+        # TensorFlow reads the variable once, on the first query; after that it is ours to remove
+        importlib.import_module(".tensorflow", __name__).onednn_enabled()
+        del os.environ["TF_ENABLE_ONEDNN_OPTS"]
     import keras
 
     return keras, importlib.import_module(f".{keras.backend.backend()}", __name__)
