@@ -1,7 +1,7 @@
 """Training B-NET and E-NET on the patch sets (paper, Section IV-A).
 
 Softmax cross-entropy, Adam, batch 256, learning rate 1e-3 divided by 10 every
-``lr_step`` epochs (10 for B-NET, 5 for E-NET). E-NET gets the f1-NET of the
+``lr_step`` epochs (params.yaml; the paper: 10 for B-NET, 5 for E-NET). E-NET gets the f1-NET of the
 trained B-NET, frozen. Training runs in the backend's training scope (all local
 devices: :func:`defocus.backend.training_scope`), logs every epoch
 with dvclive, and can be killed at any time: Keras' ``BackupAndRestore`` keeps a
