@@ -185,9 +185,9 @@ def _photo_run(image: np.ndarray, model_dir) -> dict:
             proc = subprocess.Popen(cmd, stdout=fo, stderr=fe)
             _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS
             seconds = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}: {log_err.read_text()[-2000:]}")
+        rc = os.waitstatus_to_exitcode(status)
+        if rc != 0:
+            raise RuntimeError(f"{' '.join(cmd)} exited with {rc}: {log_err.read_text()[-2000:]}")
         found = re.search(r", ([0-9.]+) s ", log_out.read_text())
     h, w = image.shape[:2]
     return {"size": [w, h], "megapixels": w * h / 1e6, "seconds": seconds,
