@@ -4,6 +4,7 @@ import json
 
 import cv2
 import numpy as np
+import pytest
 
 from defocus.cli import main
 
@@ -26,6 +27,12 @@ def test_bench_reports_both_paths(random_model_dir, tmp_path, capsys):
         assert row[path]["total"] >= row[path]["enet"] + row[path]["bnet"] > 0
     assert row["max_abs_map_difference"] < 1e-5  # both paths give the same map
     assert row["speedup_networks"] > 0 and row["patches_per_s"]["dense"] > 0
+    # the networks' arithmetic: one 90 x 80 tile's maps (tile_macs) plus the heads at each edge pixel
+    from defocus.dense import head_macs, tile_macs
+
+    macs = tile_macs(80, 90, shared_f1=False) + row["edges"] * head_macs(2) + (row["patches"] - row["edges"]) * head_macs(23)
+    assert row["network_gflop"] == pytest.approx(2 * macs / 1e9)
+    assert rep["conv"]["gflops"] > 0 and row["networks_at_conv_rate_s"] == pytest.approx(row["network_gflop"] / rep["conv"]["gflops"])
     assert [r["size"] for r in rep["large"]] == [[60, 45], [120, 90]]
     assert all(r["peak_rss_gb"] > 0 for r in rep["large"])
     # the full-size large image once more, as a user runs it: defocus estimate in a fresh process

@@ -47,6 +47,13 @@ def test_dense_equals_patches_published(published_model, rtf_dir, scene):
     de, db, dm = _compare(published_model, img, ys, xs, tile=128)
     assert dm.shared_f1  # the published f1 weights of B-NET and E-NET are identical
     assert de <= 1e-4 and db <= 1e-4, (de, db)
+    if scene == "05":  # decide (what estimate_blur uses) keeps only the argmaxes of classify's probabilities
+        pe, bi, pb = dm.classify(img, ys, xs)
+        is_depth, bi2, levels = dm.decide(img, ys, xs)
+        assert 0 < is_depth.sum() < len(ys)  # both kinds of edge occur, so the split is tested
+        np.testing.assert_array_equal(is_depth, pe.argmax(axis=1) == 1)
+        np.testing.assert_array_equal(bi2, bi)
+        np.testing.assert_array_equal(levels, pb.argmax(axis=1))
 
 
 def test_dense_and_patch_estimates_agree(random_model_dir):
@@ -165,3 +172,29 @@ def test_cached_inference_follows_each_models_weights(random_model_dir):
     assert again is not first
     np.testing.assert_allclose(again.classify(img, ys, xs, blur_at=np.ones(len(ys), bool))[2],
                                np.asarray(model.bnet(patches, training=False)), atol=1e-4)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_tile_macs_counts_every_convolution(random_model_dir, monkeypatch, shared):
+    """tile_macs (the arithmetic `defocus bench` reports) equals the multiply-adds of the
+    convolutions the dense path actually runs on a tile, counted as they run."""
+    from defocus import backend
+    from defocus.dense import tile_macs
+
+    dm = DenseModel(load_model(random_model_dir), tile=20)
+    dm.shared_f1 = shared  # the random model's f1 weights differ; the count does not depend on them
+    real, counted = backend.conv, []
+
+    def counting(x, w, dilation=1):
+        y = real(x, w, dilation)
+        if x.shape[0] == 1:  # a tile's map (the heads run on a batch of the 2 edge pixels' gathers)
+            counted.append(int(np.prod(y.shape[1:3])) * int(np.prod(w.shape)))
+        return y
+
+    monkeypatch.setattr(backend, "conv", counting)
+    x = np.zeros((1, 20 + 40, 17 + 40, 3), np.float32)
+    yx = np.array([[0, 0], [19, 16]], np.int32)
+    _, maps = dm._enet_tile(x, yx)
+    dm._bnet_tile(*maps, yx)
+    assert len(counted) == (12 if shared else 24) + 4 + 4 + 3  # f1 (once or twice), f2, both trunks' conv1
+    assert sum(counted) == tile_macs(20, 17, shared)

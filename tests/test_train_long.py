@@ -82,3 +82,22 @@ def test_status_and_a_finished_run(patch_set, tmp_path):
     assert "/ 10 from step 6" in again.stdout  # without the option: the run's own (moved) schedule
     _, prog = _state(tmp_path / "s")
     assert len([e for e in prog["events"] if e["event"].startswith("lr")]) == 1
+
+
+def test_ship_decision_accepts_only_named_losses():
+    """ship_long replaces the model only when it wins every comparison, or loses only where told."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    from ship_long import decide
+
+    shipped = {"rtf_mae_psi100": 0.214, "rtf_mae_psi20": 0.220, "layered_mae": 0.548, "dbd_accuracy": 0.917}
+    cand = {"rtf_mae_psi100": 0.177, "rtf_mae_psi20": 0.187, "layered_mae": 0.396, "dbd_accuracy": 0.883}
+    wins, accepted, ship = decide(cand, shipped)
+    assert wins == {"rtf_mae_psi100": True, "rtf_mae_psi20": True, "layered_mae": True, "dbd_accuracy": False}
+    assert not ship and accepted == {}
+    wins, accepted, ship = decide(cand, shipped, ["dbd_accuracy"])
+    assert ship and accepted == {"dbd_accuracy": {"candidate": 0.883, "shipped": 0.917}}
+    assert not decide(cand, shipped, ["layered_mae"])[2]  # accepting another loss does not help
+    unmeasured = {k: v for k, v in cand.items() if k != "layered_mae"}
+    assert decide(unmeasured, shipped, ["dbd_accuracy"])[0]["layered_mae"] is None
+    assert not decide(unmeasured, shipped, ["dbd_accuracy", "layered_mae"])[2]  # not measured never ships
+    assert decide({**cand, "dbd_accuracy": 0.917}, shipped)[2]  # equal accuracy is no loss

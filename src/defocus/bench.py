@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import config
-from .estimate import DEFAULT_BATCH, DEFAULT_TILE, estimate_blur
+from .estimate import DEFAULT_BATCH, DEFAULT_TILE, dense_model, estimate_blur
 
 
 class PeakRSS:
@@ -67,8 +67,34 @@ def _run(image, model, method: str) -> dict:
     t0 = time.perf_counter()
     est = estimate_blur(image, model, method=method, timings=seconds)
     seconds["total"] = time.perf_counter() - t0
-    n = int(est.edges.sum())
-    return {"seconds": seconds, "edges": n, "patches": n + int(est.pattern.sum()), "blur": est.blur}
+    n, n_blur = int(est.edges.sum()), int(est.pattern.sum())
+    out = {"seconds": seconds, "edges": n, "patches": n + n_blur, "blur": est.blur}
+    if method == "dense":  # the arithmetic of the networks' part (see conv_rate)
+        ys, xs = np.nonzero(est.edges)
+        out["network_gflop"] = 2 * dense_model(model).macs(image.shape[:2], ys, xs, n_blur) / 1e9
+    return out
+
+
+def conv_rate(size: int = DEFAULT_TILE + 40, repeat: int = 5) -> dict:
+    """This machine's rate on the dense path's main operation: a 3 x 3 convolution, 64 -> 64
+    channels, dilated by 3, over one tile's map of ``size`` x ``size`` px (the backend's ``conv``,
+    compiled), in GFLOP/s (2 per multiply-add). The networks' arithmetic divided by it is the time
+    the dense path would take if every operation ran as fast as this one."""
+    from . import backend
+    from .backend import keras
+
+    rng = np.random.default_rng(0)
+    x = keras.ops.convert_to_tensor(rng.random((1, size, size, 64), dtype=np.float32))
+    w = keras.ops.convert_to_tensor((rng.standard_normal((3, 3, 64, 64)) * 0.05).astype(np.float32))
+    fn = backend.compile_fn(lambda a, k: backend.conv(a, k, 3), [((1, size, size, 64), "float32"), ((3, 3, 64, 64), "float32")])
+    keras.ops.convert_to_numpy(fn(x, w))  # traced and compiled, untimed
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        keras.ops.convert_to_numpy(fn(x, w))
+        times.append(time.perf_counter() - t0)
+    sec = float(np.median(times))
+    return {"map_px": size, "seconds": sec, "gflops": 2 * (size - 6) ** 2 * 9 * 64 * 64 / sec / 1e9}
 
 
 def _median_stages(runs: list[dict]) -> dict:
@@ -115,7 +141,8 @@ def bench(model, rtf_dir: Path | None, repeat: int = 5, large=(4000, 3000), patc
     for path, img in zip(paths, images, strict=True):
         runs = [_run(img, model, "dense") for _ in range(repeat)]
         d = _median_stages(runs)
-        row = {"image": path.name, "edges": runs[0]["edges"], "patches": runs[0]["patches"], "dense": d}
+        row = {"image": path.name, "edges": runs[0]["edges"], "patches": runs[0]["patches"], "dense": d,
+               "network_gflop": runs[0]["network_gflop"]}
         log(f"{path.name}: {runs[0]['edges']} edges, {runs[0]['patches']} network evaluations")
         log(f"  dense  (median of {repeat}): {_fmt_stages(d)}")
         if patch:
@@ -138,6 +165,15 @@ def bench(model, rtf_dir: Path | None, repeat: int = 5, large=(4000, 3000), patc
         totals = [r["dense"]["total"] for r in report["rtf"]]
         report["dense_median_total_s"] = float(np.median(totals))
         log(f"median full dense estimate per RTF image: {report['dense_median_total_s']:.3f} s")
+        conv = report["conv"] = conv_rate()
+        for r in report["rtf"]:
+            r["networks_at_conv_rate_s"] = r["network_gflop"] / conv["gflops"]
+        nets = float(np.median([r["dense"]["enet"] + r["dense"]["bnet"] for r in report["rtf"]]))
+        gflop = float(np.median([r["network_gflop"] for r in report["rtf"]]))
+        conv["networks_median_s"], conv["network_gflop_median"] = nets, gflop
+        log(f"networks per RTF image: {gflop:.0f} GFLOP of dense maps and heads; a 3 x 3 x 64 convolution "
+            f"runs at {conv['gflops']:.0f} GFLOP/s here, so at that rate {gflop / conv['gflops']:.3f} s; "
+            f"measured {nets:.3f} s ({gflop / conv['gflops'] / nets:.0%} of that rate)")
     if large:
         report["large"] = []
         for scale in (0.5, 1.0):
@@ -147,6 +183,7 @@ def bench(model, rtf_dir: Path | None, repeat: int = 5, large=(4000, 3000), patc
                 r = _run(img, model, "dense")
             mp = size[0] * size[1] / 1e6
             row = {"size": list(size), "megapixels": mp, "edges": r["edges"], "dense": r["seconds"],
+                   "network_gflop": r["network_gflop"],
                    "seconds_per_megapixel": r["seconds"]["total"] / mp, "peak_rss_gb": mem.peak / 2**30}
             report["large"].append(row)
             log(f"large {size[0]}x{size[1]} ({mp:.1f} MP, {r['edges']} edges): {_fmt_stages(r['seconds'])}; "

@@ -216,17 +216,49 @@ class DenseModel:
         p_blur : ndarray, (M, 23) float32
         """
         ys, xs = np.asarray(ys, dtype=np.int64), np.asarray(xs, dtype=np.int64)
-        if len(ys) == 0:
-            return np.zeros((0, 2), np.float32), np.zeros(0, np.int64), np.zeros((0, 23), np.float32)
-        h, w = image.shape[:2]
-        image = np.asarray(image, dtype=np.float32)
-        t = self.tile
-        # with static shapes every tile is the same size (zeros beyond the image change no edge
-        # pixel's output); each tile's window is cut and padded on its own (no padded copy of a
-        # large photo)
-        static = backend.STATIC_SHAPES
         p_edge = np.zeros((len(ys), 2), np.float32)
         blur_rows, blur_idx = [], []
+        for idx, pe, chosen, pb in self._tiles(image, ys, xs, blur_at, progress, timings):
+            p_edge[idx] = pe
+            blur_idx.append(chosen)
+            blur_rows.append(pb)
+        if not blur_idx:
+            return p_edge, np.zeros(0, np.int64), np.zeros((0, 23), np.float32)
+        bi, pb = np.concatenate(blur_idx), np.concatenate(blur_rows)
+        o = np.argsort(bi, kind="stable")
+        return p_edge, bi[o], pb[o]
+
+    def decide(self, image, ys, xs, progress=None, timings=None):
+        """What :func:`defocus.estimate.estimate_blur` needs of :meth:`classify`: the most likely
+        class of each edge pixel, without keeping the probabilities (1 byte a pixel instead of
+        100: about 150 MB less at 12 MP).
+
+        Returns
+        -------
+        is_depth : ndarray, (N,) bool
+            E-NET calls the pixel a depth edge (``p_edge.argmax(axis=1) == DEPTH``).
+        blur_idx : ndarray, (M,) int
+            The other pixels, ascending (B-NET was evaluated there).
+        levels : ndarray, (M,) int
+            B-NET's class at ``blur_idx`` (``p_blur.argmax(axis=1)``).
+        """
+        ys, xs = np.asarray(ys, dtype=np.int64), np.asarray(xs, dtype=np.int64)
+        is_depth = np.zeros(len(ys), bool)
+        level = np.zeros(len(ys), np.int8)
+        for idx, pe, chosen, pb in self._tiles(image, ys, xs, None, progress, timings):
+            is_depth[idx] = pe.argmax(axis=1) == DEPTH
+            level[chosen] = pb.argmax(axis=1)
+        blur_idx = np.flatnonzero(~is_depth)
+        return is_depth, blur_idx, level[blur_idx].astype(np.int64)
+
+    def _tile_groups(self, shape, ys, xs):
+        """The tiles with edge pixels: (idx into (ys, xs), r0, r1, c0, c1) of each. With static
+        shapes every tile is the same size (zeros beyond the image change no edge pixel's output)."""
+        if len(ys) == 0:
+            return
+        h, w = shape
+        t = self.tile
+        static = backend.STATIC_SHAPES
         order = np.lexsort((xs // t, ys // t))
         keys = (ys[order] // t) * ((w + t - 1) // t) + xs[order] // t
         starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
@@ -234,6 +266,22 @@ class DenseModel:
             idx = order[s:e_]
             r0, c0 = (ys[idx[0]] // t) * t, (xs[idx[0]] // t) * t
             r1, c1 = (r0 + t, c0 + t) if static else (min(r0 + t, h), min(c0 + t, w))
+            yield idx, r0, r1, c0, c1
+
+    def macs(self, shape, ys, xs, n_blur: int) -> int:
+        """Multiply-adds of :meth:`decide` on an image of ``shape`` (H, W) with edge pixels
+        (ys, xs), ``n_blur`` of them pattern edges: the dense maps of every tile with edges
+        (:func:`tile_macs`) and the heads at the edge pixels (:func:`head_macs`)."""
+        ys, xs = np.asarray(ys, dtype=np.int64), np.asarray(xs, dtype=np.int64)
+        maps = sum(tile_macs(r1 - r0, c1 - c0, self.shared_f1) for _, r0, r1, c0, c1 in self._tile_groups(shape, ys, xs))
+        return int(maps + len(ys) * head_macs(2) + n_blur * head_macs(23))
+
+    def _tiles(self, image, ys, xs, blur_at, progress, timings):
+        """Per tile with edge pixels: (idx, p_edge, chosen, p_blur), ``idx`` the tile's indices
+        into (ys, xs), ``chosen`` those where B-NET ran (see :meth:`classify`)."""
+        image = np.asarray(image, dtype=np.float32)
+        for idx, r0, r1, c0, c1 in self._tile_groups(image.shape[:2], ys, xs):
+            # each tile's window is cut and padded on its own (no padded copy of a large photo)
             x = padded_window(image, r0, r1 + 40, c0, c1 + 40)[None]
             yx = np.stack([ys[idx] - r0, xs[idx] - c0], axis=1).astype(np.int32)
             t0 = time.perf_counter()
@@ -246,16 +294,41 @@ class DenseModel:
             if timings is not None:
                 timings["enet"] = timings.get("enet", 0.0) + t1 - t0
                 timings["bnet"] = timings.get("bnet", 0.0) + time.perf_counter() - t1
-            p_edge[idx] = pe
-            blur_idx.append(chosen)
-            blur_rows.append(pb)
+            yield idx, pe, chosen, pb
             if progress is not None:
                 progress(len(idx))
-        if not blur_idx:
-            return p_edge, np.zeros(0, np.int64), np.zeros((0, 23), np.float32)
-        bi, pb = np.concatenate(blur_idx), np.concatenate(blur_rows)
-        o = np.argsort(bi, kind="stable")
-        return p_edge, bi[o], pb[o]
+
+
+def tile_macs(th: int, tw: int, shared_f1: bool = True) -> int:
+    """Multiply-adds of the dense maps of one ``th`` x ``tw`` px tile (:meth:`DenseModel._enet_tile`
+    and :meth:`DenseModel._bnet_tile` without the per-pixel heads; see :func:`head_macs`).
+
+    Every convolution's output size follows from the padded tile (``th + 40`` px) as in
+    :func:`f1_maps`: 3 x 3 convolutions take ``3 * 3 * 64`` multiply-adds per output channel and
+    pixel (``3 * 3 * 3`` for the first of each branch), a dilated one shrinks its map by 6 px.
+    """
+    k3, k1, first = 9 * 64 * 64, 64 * 64, 9 * 3 * 64
+
+    def area(d):  # pixels of a map with a margin of d px around the tile's th x tw
+        return (th + d) * (tw + d)
+
+    b41 = first * area(38) + k3 * (area(30) + area(24) + area(18))  # conv1, pool, three dilated convs
+    b27 = first * area(24) + k3 * (area(22) + area(20)) + k1 * area(18)
+    b15 = first * area(12) + k3 * (area(10) + area(8) + area(6))
+    f1 = b41 + b27 + b15
+    trunk_e = k3 * (3 * area(12) + area(4))  # f2-41, f1-41, f1-27 (dilated) and f1-15
+    trunk_b = k3 * (2 * area(12) + area(4))
+    return (1 if shared_f1 else 2) * f1 + b41 + trunk_e + trunk_b
+
+
+def head_macs(n_classes: int) -> int:
+    """Multiply-adds per edge pixel of one network's head after the first trunk layer: trunk
+    conv2 (3 x 3 outputs) and conv3 (1 x 1), the 1 x 1 conv4, the dense layers."""
+    from .nets import HEAD_UNITS, WIDTH
+
+    k3 = 9 * WIDTH * WIDTH
+    units = (WIDTH, *HEAD_UNITS, n_classes)
+    return 9 * k3 + k3 + WIDTH * WIDTH + sum(a * b for a, b in zip(units[:-1], units[1:], strict=False))
 
 
 def _padded(yx):

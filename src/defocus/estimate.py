@@ -223,11 +223,11 @@ def _estimate_dense(image, model, edges, ys, xs, psi, tile, progress, clock) -> 
     dm = dense_model(model, tile or DEFAULT_TILE)
     clock.lap(None)
     split: dict = {}
-    p_edge, bi, p_blur = dm.classify(image, ys, xs, progress=None if progress is None else progress.update, timings=split)
+    is_depth, bi, levels = dm.decide(image, ys, xs, progress=None if progress is None else progress.update, timings=split)
     clock.lap(None)
     clock.add("enet", split.get("enet", 0.0))
     clock.add("bnet", split.get("bnet", 0.0))
-    return _propagate_edges(image, edges, ys, xs, p_edge.argmax(axis=1) == DEPTH, bi, p_blur.argmax(axis=1), psi, clock)
+    return _propagate_edges(image, edges, ys, xs, is_depth, bi, levels, psi, clock)
 
 
 class _Clock:
