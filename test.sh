@@ -23,14 +23,14 @@ if [ $# -gt 0 ]; then
 fi
 tmp=$(mktemp -d)
 SECONDS=0
-"$py" -m pytest -p no:cacheprovider --basetemp "$tmp/a" tests/test_pipeline.py > "$tmp/a.log" 2>&1 &
+"$py" -m pytest -p no:cacheprovider --durations=10 --basetemp "$tmp/a" tests/test_pipeline.py > "$tmp/a.log" 2>&1 &
 a=$!
 # `|| true`: under `set -e` a failing command in the EXIT trap (kill, once stream A has ended)
 # would replace the suite's exit status with 1.
 trap 'kill "$a" 2>/dev/null || true; rm -rf "$tmp"' EXIT
 rc=0
-"$py" -m pytest --basetemp "$tmp/b" --ignore tests/test_pipeline.py || rc=$?
-jax_pass --basetemp "$tmp/j" --ignore tests/test_pipeline.py || rc=$?
+"$py" -m pytest --durations=15 --basetemp "$tmp/b" --ignore tests/test_pipeline.py || rc=$?
+jax_pass --durations=10 --basetemp "$tmp/j" --ignore tests/test_pipeline.py || rc=$?
 echo "test.sh: stream B done at ${SECONDS} s; waiting for the end-to-end tests"
 wait $a || rc=$?
 echo "test.sh: the end-to-end tests (tests/test_pipeline.py):"

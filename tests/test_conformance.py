@@ -10,18 +10,23 @@ import numpy as np
 import pytest
 from scipy.io import loadmat
 
+from defocus import backend
 from defocus.cli import main
 
 pytestmark = pytest.mark.backends  # the published maps under TensorFlow and under JAX (test.sh)
 
 # Raw MAE (radius px, all 360 x 360 pixels) of the published model on RTF.
 PUBLISHED_MAE = {"01": 0.169, "05": 0.124, "22": 0.227}
+# Under JAX (test.sh's second pass; XLA's CPU convolutions run on one thread, about 4x TensorFlow's
+# time) scene 01 only: the map test's scene and its MAE; tests/test_dense.py checks the dense path
+# against the per-patch network on all three scenes under both backends.
+SCENES = sorted(PUBLISHED_MAE) if backend.name() == "tensorflow" else ["01"]
 
 
 @pytest.fixture(scope="module")
 def rtf_maps(reference_dir, rtf_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("rtf")
-    scenes = sorted(PUBLISHED_MAE)
+    scenes = SCENES
     code = main(["estimate", *[str(rtf_dir / f"image_{n}.png") for n in scenes],
                  "--edges", *[str(reference_dir / "edges" / f"edge_{n}.png") for n in scenes],
                  "--model", str(reference_dir), "--psi", "20", "--out", str(out), "-q"])
@@ -38,6 +43,8 @@ def test_matches_published_blur_map(rtf_maps, reference_dir):
 
 @pytest.mark.parametrize("scene", sorted(PUBLISHED_MAE))
 def test_rtf_mae_matches_published(rtf_maps, rtf_dir, scene):
+    if scene not in rtf_maps:
+        pytest.skip(f"scene {scene}: estimated under TensorFlow only (see SCENES)")
     gt = loadmat(rtf_dir / f"map_{scene}.mat")["blurMap"]
     mae = float(np.abs(rtf_maps[scene].astype(np.float64) - gt).mean())
     assert mae == pytest.approx(PUBLISHED_MAE[scene], abs=0.003)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from defocus import hardware
+from defocus.params import load_params
 
 ZEN3 = frozenset("fpu sse2 ssse3 fma avx avx2 bmi2".split())  # AVX2 only (AMD EPYC Zen 3)
 ZEN5 = frozenset("fpu sse2 fma avx avx2 avx512f avx512bw avx512_vnni avx512_bf16".split())
@@ -127,3 +129,35 @@ def test_dense_training_without_onednn():
                          cwd=repo, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
     assert "5 passed" in res.stdout
+
+
+def test_gpu_possible_follows_the_drivers_device_files(tmp_path):
+    """Linux without a GPU driver's device files: no framework can see a GPU (the machine stage
+    then loads none); with one (NVIDIA, ROCm, WSL2), or off Linux, the framework is asked."""
+    assert not hardware.gpu_possible(tmp_path, system="Linux")
+    (tmp_path / "dev").mkdir()
+    (tmp_path / "dev" / "nvidiactl").touch()  # the control node alone (a driver without a device)
+    assert not hardware.gpu_possible(tmp_path, system="Linux")
+    for name in ("nvidia0", "kfd", "dxg"):
+        (tmp_path / "dev" / name).touch()
+        assert hardware.gpu_possible(tmp_path, system="Linux"), name
+        (tmp_path / "dev" / name).unlink()
+    assert hardware.gpu_possible(tmp_path, system="Darwin")  # Metal: no device files to look at
+
+
+@pytest.mark.skipif(hardware.gpu_possible(), reason="a GPU driver is present: the stage asks the framework")
+def test_machine_stage_loads_no_framework_without_a_gpu(tmp_path):
+    """`python stages/machine.py` with `import tensorflow` made to fail writes the same description
+    as the library gives here (the stage runs on every `dvc repro`)."""
+    repo = Path(__file__).resolve().parents[1]
+    (tmp_path / "params.yaml").write_text((repo / "params.yaml").read_text())
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(repo / "tests" / "no_tensorflow"), str(repo / "src")]))
+    env.pop("KERAS_BACKEND", None)
+    res = subprocess.run([sys.executable, str(repo / "stages" / "machine.py")], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-3000:]
+    got = json.loads((tmp_path / "reports" / "machine.json").read_text())
+    precisions = {net: hardware.resolve_precision(p["precision"], gpu_capabilities=[], backend="tensorflow")
+                  for net, p in load_params(tmp_path / "params.yaml")["train"].items()}
+    assert got == hardware.describe(precisions, backend="tensorflow", gpus=[])
+    assert got["backend"] == "tensorflow" and got["gpus"] == []

@@ -135,6 +135,22 @@ def tf_default_onednn(flags: frozenset[str] | None = None, machine: str | None =
     return any(f in flags for f in TF_ONEDNN_DEFAULT_FLAGS)
 
 
+#: device files a Linux GPU driver creates (NVIDIA CUDA, AMD ROCm, the WSL2 GPU bridge)
+GPU_DEVICE_FILES = ("dev/nvidia[0-9]*", "dev/kfd", "dev/dxg")
+
+
+def gpu_possible(root: str | Path = "/", system: str | None = None) -> bool:
+    """Whether a framework could see a GPU here.
+
+    False only on Linux without any of :data:`GPU_DEVICE_FILES`, where CUDA and ROCm
+    find no device, so the GPU list is known to be empty without importing TensorFlow
+    or JAX (seconds per process); True elsewhere (ask the framework).
+    """
+    if (system or platform.system()) != "Linux":
+        return True
+    return any(any(Path(root).glob(pattern)) for pattern in GPU_DEVICE_FILES)
+
+
 def onednn_choice(task: str, flags: frozenset[str] | None = None, machine: str | None = None,
                   environ=None) -> bool:
     """oneDNN on or off for ``task`` ("train" or "infer") on this CPU: the user's
