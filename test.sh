@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Set up (first run only) and run the test suite. Two streams run side by side (on 2 cores one
-# computes while the other waits on Python, a subprocess or DVC):
+# Set up (first run only) and run the test suite. Three streams run side by side (on 2 cores one
+# computes while another waits on Python, a subprocess or DVC; XLA's CPU convolutions use one
+# thread, so stream C alone leaves a core idle):
 #   A: the end-to-end tests (tests/test_pipeline.py: the real DVC pipeline on the tiny profile,
 #      its network stages again under JAX);
-#   B: every other test under TensorFlow (the default backend), then the tests marked `backends`
-#      (networks, dense path, training, conformance, estimate, bench-train) again under JAX, with
-#      `import tensorflow` blocked (as on a GPU machine that has only JAX).
+#   B: every other test under TensorFlow (the default backend);
+#   C: the tests marked `backends` (networks, dense path, training, conformance, estimate,
+#      bench-train) again under JAX, with `import tensorflow` blocked (as on a GPU machine that
+#      has only JAX).
 # With arguments (e.g. `./test.sh tests/test_cli.py -x`), they go to pytest, run as one stream
 # under TensorFlow, then the selected `backends` tests under JAX.
 set -euo pipefail
@@ -25,15 +27,19 @@ tmp=$(mktemp -d)
 SECONDS=0
 "$py" -m pytest -p no:cacheprovider --durations=10 --basetemp "$tmp/a" tests/test_pipeline.py > "$tmp/a.log" 2>&1 &
 a=$!
-# `|| true`: under `set -e` a failing command in the EXIT trap (kill, once stream A has ended)
+jax_pass --durations=10 --basetemp "$tmp/j" --ignore tests/test_pipeline.py > "$tmp/j.log" 2>&1 &
+j=$!
+# `|| true`: under `set -e` a failing command in the EXIT trap (kill, once a stream has ended)
 # would replace the suite's exit status with 1.
-trap 'kill "$a" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+trap 'kill "$a" "$j" 2>/dev/null || true; rm -rf "$tmp"' EXIT
 rc=0
 "$py" -m pytest --durations=15 --basetemp "$tmp/b" --ignore tests/test_pipeline.py || rc=$?
-jax_pass --durations=10 --basetemp "$tmp/j" --ignore tests/test_pipeline.py || rc=$?
-echo "test.sh: stream B done at ${SECONDS} s; waiting for the end-to-end tests"
+echo "test.sh: stream B done at ${SECONDS} s; waiting for the others"
+wait $j || rc=$?
+echo "test.sh: stream C, the backend tests under JAX (done at ${SECONDS} s):"
+cat "$tmp/j.log"
 wait $a || rc=$?
-echo "test.sh: the end-to-end tests (tests/test_pipeline.py):"
+echo "test.sh: stream A, the end-to-end tests (tests/test_pipeline.py):"
 cat "$tmp/a.log"
 echo "test.sh: all done in ${SECONDS} s (exit status $rc)"
 exit $rc
