@@ -17,7 +17,7 @@ pytestmark = pytest.mark.backends  # the published maps under TensorFlow and und
 
 # Raw MAE (radius px, all 360 x 360 pixels) of the published model on RTF.
 PUBLISHED_MAE = {"01": 0.169, "05": 0.124, "22": 0.227}
-# Under JAX (test.sh's second pass; XLA's CPU convolutions run on one thread, about 4x TensorFlow's
+# Under JAX (test.sh's JAX stream; XLA's CPU convolutions run on one thread, about 4x TensorFlow's
 # time) scene 01 only: the map test's scene and its MAE; tests/test_dense.py checks the dense path
 # against the per-patch network on all three scenes under both backends.
 SCENES = sorted(PUBLISHED_MAE) if backend.name() == "tensorflow" else ["01"]
