@@ -26,12 +26,11 @@ SCENES = sorted(PUBLISHED_MAE) if backend.name() == "tensorflow" else ["01"]
 @pytest.fixture(scope="module")
 def rtf_maps(reference_dir, rtf_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("rtf")
-    scenes = SCENES
-    code = main(["estimate", *[str(rtf_dir / f"image_{n}.png") for n in scenes],
-                 "--edges", *[str(reference_dir / "edges" / f"edge_{n}.png") for n in scenes],
+    code = main(["estimate", *[str(rtf_dir / f"image_{n}.png") for n in SCENES],
+                 "--edges", *[str(reference_dir / "edges" / f"edge_{n}.png") for n in SCENES],
                  "--model", str(reference_dir), "--psi", "20", "--out", str(out), "-q"])
     assert code == 0
-    return {n: np.load(out / f"image_{n}_blur.npy") for n in scenes}
+    return {n: np.load(out / f"image_{n}_blur.npy") for n in SCENES}
 
 
 def test_matches_published_blur_map(rtf_maps, reference_dir):

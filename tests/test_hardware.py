@@ -151,7 +151,8 @@ def test_machine_stage_loads_no_framework_without_a_gpu(tmp_path):
     as the library gives here (the stage runs on every `dvc repro`)."""
     repo = Path(__file__).resolve().parents[1]
     (tmp_path / "params.yaml").write_text((repo / "params.yaml").read_text())
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(repo / "tests" / "no_tensorflow"), str(repo / "src")]))
+    no_tf = str(repo / "tests" / "no_tensorflow")  # `import tensorflow` fails in the stage's process
+    env = dict(os.environ, PYTHONPATH=no_tf + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.pop("KERAS_BACKEND", None)
     res = subprocess.run([sys.executable, str(repo / "stages" / "machine.py")], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=120)
