@@ -5,7 +5,12 @@
     python scripts/ship_long.py --write --accept-worse dbd_accuracy   # ... even if worse on the DUT set
 
 The candidate is the B-NET of the long run's state (training/bnet/state.npz, scripts/train_long.py)
-with the E-NET of models/default (which keeps its own copy of the f1-NET it was trained with).
+with the E-NET of models/default (which keeps its own copy of the f1-NET it was trained with), or
+with the E-NET of another model folder (--enet DIR): one the pipeline trained on this B-NET's frozen
+f1-NET (its weights in data/models/bnet, `python stages/train.py enet`), so that both networks share
+one f1-NET and the dense path computes it once per tile:
+
+    python scripts/ship_long.py --enet data/models/pipeline [--write]
 Every model goes through `defocus estimate`'s defaults (Canny edges, dense path) on:
 - RTF (the mirror's scenes 01/05/22): mean raw MAE at psi = 100 and at psi = 20;
 - the pipeline's layered-scene set (data/synth/test, `dvc repro synth_test`): mean raw MAE, psi = 100;
@@ -88,8 +93,11 @@ def evaluate(model, data: Path, rtf: Path, dbd: Path) -> dict:
     return out
 
 
-def candidate(state: Path, shipped: Path, out: Path) -> dict:
-    """Write the candidate model folder; returns the long run's progress record."""
+def candidate(state: Path, shipped: Path, out: Path, enet_dir: Path | None = None) -> dict:
+    """Write the candidate model folder; returns the long run's progress record.
+
+    The E-NET comes from ``enet_dir`` when given, else from ``shipped``.
+    """
     from defocus import nets
     from defocus.weights import load_model, save_model
 
@@ -102,15 +110,22 @@ def candidate(state: Path, shipped: Path, out: Path) -> dict:
         raise SystemExit(f"{state}: {len(values)} variables, B-NET has {len(bnet.variables)}")
     for var, value in zip(bnet.variables, values):
         var.assign(value)
-    enet = load_model(shipped).enet
-    info = json.loads((shipped / "model.json").read_text())
+    source = enet_dir or shipped
+    enet = load_model(source).enet
+    info = json.loads((source / "model.json").read_text())
     long_run = {k: prog[k] for k in ("step", "samples", "seconds", "total_steps", "train_samples", "config", "data")}
     long_run["machines"] = [p["machine"] for p in prog["pieces"]]
     long_run["curve"] = prog["curve"][-3:]
-    save_model(out, bnet, enet, {
-        "trained_by": "scripts/train_long.py (B-NET); E-NET from the model shipped before",
-        "bnet_long_run": long_run, "enet_from": {k: info.get(k) for k in ("trained_by", "params", "data", "machine")},
-    })
+    if enet_dir is None:
+        trained_by = "scripts/train_long.py (B-NET); E-NET from the model shipped before"
+        enet_from = {k: info.get(k) for k in ("trained_by", "params", "data", "machine")}
+    else:
+        trained_by = "scripts/train_long.py (B-NET); E-NET trained on its f1-NET by the pipeline"
+        # E-NET's part of the pipeline's record (B-NET's part there is of the stage's own B-NET folder)
+        enet_from = {"trained_by": info.get("trained_by"),
+                     "params": {k: v for k, v in (info.get("params") or {}).items() if "bnet" not in k},
+                     **{k: (info.get(k) or {}).get("enet") for k in ("data", "machine", "validation")}}
+    save_model(out, bnet, enet, {"trained_by": trained_by, "bnet_long_run": long_run, "enet_from": enet_from})
     return prog
 
 
@@ -119,24 +134,27 @@ def main() -> int:
     ap.add_argument("--state", type=Path, default=ROOT / "training" / "bnet" / "state.npz")
     ap.add_argument("--shipped", type=Path, default=ROOT / "models" / "default")
     ap.add_argument("--data", type=Path, default=ROOT, help="repository whose data/ the pipeline filled (.)")
+    ap.add_argument("--enet", type=Path, default=None, metavar="DIR",
+                    help="take the candidate's E-NET from this model folder (default: --shipped's)")
     ap.add_argument("--write", action="store_true", help="replace --shipped when the candidate wins")
     ap.add_argument("--accept-worse", nargs="+", default=[], choices=COMPARISONS, metavar="NAME",
                     help=f"ship even if the candidate is worse on these ({', '.join(COMPARISONS)})")
     args = ap.parse_args()
 
     from defocus import config
+    from defocus.estimate import dense_model
     from defocus.weights import load_model, load_published
 
     rtf, dbd = config.shared_dir() / "data" / "rtf", config.shared_dir() / "data" / "dbd" / "dut"
     with tempfile.TemporaryDirectory() as tmp:
         cand_dir = Path(tmp) / "candidate"
-        prog = candidate(args.state, args.shipped, cand_dir)
+        prog = candidate(args.state, args.shipped, cand_dir, args.enet)
         models = {"candidate": load_model(cand_dir), "shipped": load_model(args.shipped)}
         if config.reference_dir().is_dir():
             models["published"] = load_published(config.reference_dir())
         results = {}
         for name, model in models.items():
-            results[name] = evaluate(model, args.data, rtf, dbd)
+            results[name] = {**evaluate(model, args.data, rtf, dbd), "shared_f1": dense_model(model).shared_f1}
             print(f"ship_long: {name}: {json.dumps(results[name])}", flush=True)
         wins, accepted, ship = decide(results["candidate"], results["shipped"], args.accept_worse)
         verdict = {True: "better", False: "WORSE", None: "not measured (dvc repro synth_test under --data)"}

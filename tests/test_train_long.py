@@ -101,3 +101,49 @@ def test_ship_decision_accepts_only_named_losses():
     assert decide(unmeasured, shipped, ["dbd_accuracy"])[0]["layered_mae"] is None
     assert not decide(unmeasured, shipped, ["dbd_accuracy", "layered_mae"])[2]  # not measured never ships
     assert decide({**cand, "dbd_accuracy": 0.917}, shipped)[2]  # equal accuracy is no loss
+
+
+def test_ship_candidate_takes_the_enet_of_a_folder(patch_set, tmp_path):
+    """ship_long --enet: the candidate pairs the long run's B-NET with a pipeline E-NET trained on its f1,
+    so the dense path shares one f1-NET; without it the shipped E-NET (its own f1) is kept."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from ship_long import candidate
+
+    from defocus import nets
+    from defocus.estimate import dense_model
+    from defocus.weights import load_model, save_model
+
+    assert _run(patch_set, tmp_path / "s", "--max-steps", "2").returncode == 0
+    state = tmp_path / "s" / "state.npz"
+    run_bnet = nets.build_bnet()
+    with np.load(state) as f:
+        for var, k in zip(run_bnet.variables, sorted(k for k in f.files if k.startswith("w"))):
+            var.assign(f[k])
+    shipped_enet = nets.build_enet()  # trained on another f1
+    save_model(tmp_path / "shipped", nets.build_bnet(), shipped_enet, {"trained_by": "an older pipeline run"})
+    own_enet = nets.build_enet(nets.f1_of(run_bnet))
+    save_model(tmp_path / "pipeline", nets.build_bnet(), own_enet, {
+        "trained_by": "defocus pipeline (dvc repro)", "params": {"train_bnet": {"epochs": 6}, "train_enet": {"epochs": 8}},
+        "validation": {"bnet": {"val_accuracy": 0.2}, "enet": {"val_accuracy": 0.9}}, "data": {}, "machine": {}})
+
+    def enet_weights(model):
+        return [np.asarray(v) for v in model.enet.weights]
+
+    prog = candidate(state, tmp_path / "shipped", tmp_path / "with_own", tmp_path / "pipeline")
+    assert prog["step"] == 2
+    got = load_model(tmp_path / "with_own")
+    for a, b in zip(enet_weights(got), [np.asarray(v) for v in own_enet.weights]):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(got.bnet.weights, run_bnet.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert dense_model(got).shared_f1
+    meta = got.meta["enet_from"]
+    assert meta["validation"] == {"val_accuracy": 0.9} and meta["params"] == {"train_enet": {"epochs": 8}}
+    assert "trained on its f1-NET" in got.meta["trained_by"]
+
+    candidate(state, tmp_path / "shipped", tmp_path / "kept")
+    kept = load_model(tmp_path / "kept")
+    for a, b in zip(enet_weights(kept), [np.asarray(v) for v in shipped_enet.weights]):
+        np.testing.assert_array_equal(a, b)
+    assert not dense_model(kept).shared_f1
+    assert kept.meta["enet_from"]["trained_by"] == "an older pipeline run"
