@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,14 @@ def patch_set(tmp_path_factory):
     folder = tmp_path_factory.mktemp("long") / "bnet"
     write_patch_set(folder, cells, lambda e: (images[e], masks[e]), seed=0, progress=False)
     return folder
+
+
+@pytest.fixture(scope="module")
+def short_run(patch_set, tmp_path_factory):
+    """A run stopped after 5 steps (one subprocess for the tests that only read or continue it)."""
+    state = tmp_path_factory.mktemp("short") / "s"
+    assert _run(patch_set, state, "--max-steps", "5").returncode == 0
+    return state
 
 
 def _run(patches, state, *extra):
@@ -62,8 +71,8 @@ def test_a_killed_run_resumes_to_the_same_step_and_loss(patch_set, tmp_path):
     assert json.loads((tmp_path / "split" / "progress.json").read_text())["step"] == 18
 
 
-def test_status_and_a_finished_run(patch_set, tmp_path):
-    assert _run(patch_set, tmp_path / "s", "--max-steps", "5").returncode == 0
+def test_status_and_a_finished_run(patch_set, short_run, tmp_path):
+    shutil.copytree(short_run, tmp_path / "s")
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_long.py"), "--state", str(tmp_path / "s"),
                           "--status"], capture_output=True, text=True, timeout=60)
     assert '"step": 5' in out.stdout
@@ -103,7 +112,7 @@ def test_ship_decision_accepts_only_named_losses():
     assert decide({**cand, "dbd_accuracy": 0.917}, shipped)[2]  # equal accuracy is no loss
 
 
-def test_ship_candidate_takes_the_enet_of_a_folder(patch_set, tmp_path):
+def test_ship_candidate_takes_the_enet_of_a_folder(short_run, tmp_path):
     """ship_long --enet: the candidate pairs the long run's B-NET with a pipeline E-NET trained on its f1,
     so the dense path shares one f1-NET; without it the shipped E-NET (its own f1) is kept."""
     sys.path.insert(0, str(ROOT / "scripts"))
@@ -113,8 +122,7 @@ def test_ship_candidate_takes_the_enet_of_a_folder(patch_set, tmp_path):
     from defocus.estimate import dense_model
     from defocus.weights import load_model, save_model
 
-    assert _run(patch_set, tmp_path / "s", "--max-steps", "2").returncode == 0
-    state = tmp_path / "s" / "state.npz"
+    state = short_run / "state.npz"
     run_bnet = nets.build_bnet()
     with np.load(state) as f:
         for var, k in zip(run_bnet.variables, sorted(k for k in f.files if k.startswith("w"))):
@@ -130,7 +138,7 @@ def test_ship_candidate_takes_the_enet_of_a_folder(patch_set, tmp_path):
         return [np.asarray(v) for v in model.enet.weights]
 
     prog = candidate(state, tmp_path / "shipped", tmp_path / "with_own", tmp_path / "pipeline")
-    assert prog["step"] == 2
+    assert prog["step"] == 5
     got = load_model(tmp_path / "with_own")
     for a, b in zip(enet_weights(got), [np.asarray(v) for v in own_enet.weights]):
         np.testing.assert_array_equal(a, b)
