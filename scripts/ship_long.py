@@ -93,23 +93,25 @@ def evaluate(model, data: Path, rtf: Path, dbd: Path) -> dict:
     return out
 
 
+def _enet_params(params: dict) -> dict:
+    """E-NET's part of the pipeline's params record (its B-NET part is of the stage's B-NET folder)."""
+    out = {k: v for k, v in params.items() if k != "synth_bnet"}
+    for k in ("train", "patches"):
+        if isinstance(out.get(k), dict):
+            out[k] = {n: v for n, v in out[k].items() if n != "bnet"}
+    return out
+
+
 def candidate(state: Path, shipped: Path, out: Path, enet_dir: Path | None = None) -> dict:
     """Write the candidate model folder; returns the long run's progress record.
 
     The E-NET comes from ``enet_dir`` when given, else from ``shipped``.
     """
-    from defocus import nets
+    from train_long import bnet_of_state
+
     from defocus.weights import load_model, save_model
 
-    with np.load(state) as f:
-        prog = json.loads(bytes(f["progress"]).decode())
-    bnet = nets.build_bnet(dropout=prog["config"]["dropout"])
-    with np.load(state) as f:  # the network's variables (the optimizer's are not needed)
-        values = [f[k] for k in sorted(k for k in f.files if k.startswith("w"))]
-    if len(values) != len(bnet.variables):
-        raise SystemExit(f"{state}: {len(values)} variables, B-NET has {len(bnet.variables)}")
-    for var, value in zip(bnet.variables, values):
-        var.assign(value)
+    bnet, prog = bnet_of_state(state)
     source = enet_dir or shipped
     enet = load_model(source).enet
     info = json.loads((source / "model.json").read_text())
@@ -121,9 +123,7 @@ def candidate(state: Path, shipped: Path, out: Path, enet_dir: Path | None = Non
         enet_from = {k: info.get(k) for k in ("trained_by", "params", "data", "machine")}
     else:
         trained_by = "scripts/train_long.py (B-NET); E-NET trained on its f1-NET by the pipeline"
-        # E-NET's part of the pipeline's record (B-NET's part there is of the stage's own B-NET folder)
-        enet_from = {"trained_by": info.get("trained_by"),
-                     "params": {k: v for k, v in (info.get("params") or {}).items() if "bnet" not in k},
+        enet_from = {"trained_by": info.get("trained_by"), "params": _enet_params(info.get("params") or {}),
                      **{k: (info.get(k) or {}).get("enet") for k in ("data", "machine", "validation")}}
     save_model(out, bnet, enet, {"trained_by": trained_by, "bnet_long_run": long_run, "enet_from": enet_from})
     return prog

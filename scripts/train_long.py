@@ -2,6 +2,11 @@
 
     python scripts/train_long.py --hours 2.5            # start, or continue, the run in training/bnet
     python scripts/train_long.py --status               # where the run stands (no training)
+    python scripts/train_long.py --export data/models/bnet   # the run's B-NET as train@bnet's output folder
+
+``--export`` writes the run's B-NET where the pipeline's E-NET stage reads B-NET (weights and a
+summary.json recording the run), so that ``python stages/train.py enet`` trains an E-NET on the run's
+frozen f1-NET; ``scripts/ship_long.py --enet data/models/pipeline`` then measures and ships the pair.
 
 The run trains B-NET with a profile's data and schedule (default: profiles/gpu.yaml, the recipe of
 84 M samples), batch 256 on a CPU, in float32 whatever the CPU (so that a piece continued on
@@ -35,6 +40,39 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("download.py", "synth_bnet.py", "patches.py bnet")
+
+
+def bnet_of_state(state_file: Path):
+    """The run's B-NET (a Keras model) and progress record, from ``state.npz``."""
+    import numpy as np
+
+    from defocus import nets
+
+    with np.load(state_file) as f:
+        prog = json.loads(bytes(f["progress"]).decode())
+        values = [f[k] for k in sorted(k for k in f.files if k.startswith("w"))]  # not the optimizer's
+    bnet = nets.build_bnet(dropout=prog["config"]["dropout"])
+    if len(values) != len(bnet.variables):
+        raise SystemExit(f"{state_file}: {len(values)} variables, B-NET has {len(bnet.variables)}")
+    for var, value in zip(bnet.variables, values):
+        var.assign(value)
+    return bnet, prog
+
+
+def export_bnet(state_file: Path, out: Path) -> dict:
+    """Write the run's B-NET as train@bnet writes its output (``bnet.weights.h5``, ``summary.json``)."""
+    from defocus.images import atomic_dir, save_json
+
+    bnet, prog = bnet_of_state(state_file)
+    last = prog["curve"][-1] if prog.get("curve") else {}
+    validation = {"trained_by": "scripts/train_long.py", "step": prog["step"], "samples": prog["samples"],
+                  "seconds": prog["seconds"], "config": prog["config"], "last_checkpoint": last,
+                  "machine": prog["pieces"][-1]["machine"] if prog.get("pieces") else None}
+    with atomic_dir(out) as tmp:
+        bnet.save_weights(tmp / "bnet.weights.h5")
+        save_json(tmp / "summary.json", {"validation": validation,
+                                         "data": {"patches": {"train": prog["train_samples"]}, "set": prog["data"]}})
+    return prog
 
 
 def data_params(profile: Path) -> dict:
@@ -109,6 +147,8 @@ def main(argv=None) -> int:
                     help="measure on this benchmark set (dvc repro benchmark) when it exists, else on the "
                     "validation split (data/benchmark/bnet)")
     ap.add_argument("--status", action="store_true", help="print where the run stands and exit")
+    ap.add_argument("--export", type=Path, metavar="DIR",
+                    help="write the run's B-NET as train@bnet's output folder (data/models/bnet) and exit")
     ap.add_argument("--die-at-step", type=int, default=0, help=argparse.SUPPRESS)  # tests: SIGKILL after step N
     args = ap.parse_args(argv)
 
@@ -121,6 +161,13 @@ def main(argv=None) -> int:
         print(json.dumps({k: v for k, v in prog.items() if k != "curve"}, indent=1))
         for point in prog.get("curve", [])[-5:]:
             print(point)
+        return 0
+
+    if args.export:
+        if not state_file.exists():
+            raise SystemExit(f"{state_file}: no run to export")
+        prog = export_bnet(state_file, args.export)
+        print(f"train_long: B-NET at step {prog['step']:,} ({prog['samples']:,} samples) written to {args.export}")
         return 0
 
     # ------------------------------------------------------------ data and run configuration

@@ -113,8 +113,8 @@ def test_ship_decision_accepts_only_named_losses():
 
 
 def test_ship_candidate_takes_the_enet_of_a_folder(short_run, tmp_path):
-    """ship_long --enet: the candidate pairs the long run's B-NET with a pipeline E-NET trained on its f1,
-    so the dense path shares one f1-NET; without it the shipped E-NET (its own f1) is kept."""
+    """train_long --export writes the run's B-NET where train@enet reads it; ship_long --enet pairs the run's
+    B-NET with an E-NET trained on its f1 (one shared f1-NET); without --enet the shipped E-NET is kept."""
     sys.path.insert(0, str(ROOT / "scripts"))
     from ship_long import candidate
 
@@ -122,36 +122,49 @@ def test_ship_candidate_takes_the_enet_of_a_folder(short_run, tmp_path):
     from defocus.estimate import dense_model
     from defocus.weights import load_model, save_model
 
-    state = short_run / "state.npz"
+    exported = tmp_path / "models" / "bnet"
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_long.py"), "--state", str(short_run),
+                          "--export", str(exported)], capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert out.returncode == 0, out.stderr
+    assert "step 5" in out.stdout and sorted(p.name for p in exported.iterdir()) == ["bnet.weights.h5", "summary.json"]
+    summary = json.loads((exported / "summary.json").read_text())
+    assert summary["validation"]["step"] == 5 and summary["data"]["patches"]["train"] == 90
     run_bnet = nets.build_bnet()
-    with np.load(state) as f:
-        for var, k in zip(run_bnet.variables, sorted(k for k in f.files if k.startswith("w"))):
-            var.assign(f[k])
+    run_bnet.load_weights(exported / "bnet.weights.h5")
+    weights, _ = _state(short_run)
+    np.testing.assert_array_equal(np.asarray(run_bnet.variables[0]), weights[sorted(k for k in weights if k.startswith("w"))[0]])
+
     shipped_enet = nets.build_enet()  # trained on another f1
     save_model(tmp_path / "shipped", nets.build_bnet(), shipped_enet, {"trained_by": "an older pipeline run"})
-    own_enet = nets.build_enet(nets.f1_of(run_bnet))
+    own_enet = nets.build_enet(nets.f1_of(run_bnet))  # as train@enet builds it on the exported B-NET
+    params = {"seed": 0, "synth_bnet": {"images": 64}, "train": {"bnet": {"epochs": 6}, "enet": {"epochs": 8}},
+              "patches": {"augment": "rotations", "bnet": {"per_class": 5000}, "enet": {"per_class": 60000}}}
     save_model(tmp_path / "pipeline", nets.build_bnet(), own_enet, {
-        "trained_by": "defocus pipeline (dvc repro)", "params": {"train_bnet": {"epochs": 6}, "train_enet": {"epochs": 8}},
+        "trained_by": "defocus pipeline (dvc repro)", "params": params,
         "validation": {"bnet": {"val_accuracy": 0.2}, "enet": {"val_accuracy": 0.9}}, "data": {}, "machine": {}})
 
-    def enet_weights(model):
-        return [np.asarray(v) for v in model.enet.weights]
+    def weights_of(net):
+        return [np.asarray(v) for v in net.weights]
 
+    state = short_run / "state.npz"
     prog = candidate(state, tmp_path / "shipped", tmp_path / "with_own", tmp_path / "pipeline")
     assert prog["step"] == 5
     got = load_model(tmp_path / "with_own")
-    for a, b in zip(enet_weights(got), [np.asarray(v) for v in own_enet.weights]):
+    for a, b in zip(weights_of(got.enet), weights_of(own_enet)):
         np.testing.assert_array_equal(a, b)
-    for a, b in zip(got.bnet.weights, run_bnet.weights):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    for a, b in zip(weights_of(got.bnet), weights_of(run_bnet)):
+        np.testing.assert_array_equal(a, b)
     assert dense_model(got).shared_f1
     meta = got.meta["enet_from"]
-    assert meta["validation"] == {"val_accuracy": 0.9} and meta["params"] == {"train_enet": {"epochs": 8}}
+    assert meta["validation"] == {"val_accuracy": 0.9}
+    assert meta["params"] == {"seed": 0, "train": {"enet": {"epochs": 8}},
+                              "patches": {"augment": "rotations", "enet": {"per_class": 60000}}}
     assert "trained on its f1-NET" in got.meta["trained_by"]
 
     candidate(state, tmp_path / "shipped", tmp_path / "kept")
     kept = load_model(tmp_path / "kept")
-    for a, b in zip(enet_weights(kept), [np.asarray(v) for v in shipped_enet.weights]):
+    for a, b in zip(weights_of(kept.enet), weights_of(shipped_enet)):
         np.testing.assert_array_equal(a, b)
     assert not dense_model(kept).shared_f1
     assert kept.meta["enet_from"]["trained_by"] == "an older pipeline run"
