@@ -32,7 +32,7 @@ def _comment_columns(text):
             if " #" in line and not line.lstrip().startswith("#")}
 
 
-@pytest.mark.parametrize("name", ["tiny", "paper"])
+@pytest.mark.parametrize("name", ["tiny", "paper", "enet"])
 def test_apply_profile_sets_its_values_and_keeps_the_rest(params_copy, name):
     before_text = params_copy.read_text()
     before = load_params(params_copy)
