@@ -7,8 +7,8 @@
 The candidate is the B-NET of the long run's state (training/bnet/state.npz, scripts/train_long.py)
 with the E-NET of models/default (which keeps its own copy of the f1-NET it was trained with), or
 with the E-NET of another model folder (--enet DIR): one the pipeline trained on this B-NET's frozen
-f1-NET (its weights in data/models/bnet, `python stages/train.py enet`), so that both networks share
-one f1-NET and the dense path computes it once per tile:
+f1-NET (its weights in data/models/bnet, `python stages/train.py enet`; an E-NET of another f1-NET
+is refused), so that both networks share one f1-NET and the dense path computes it once per tile:
 
     python scripts/ship_long.py --enet data/models/pipeline [--write]
 Every model goes through `defocus estimate`'s defaults (Canny edges, dense path) on:
@@ -109,11 +109,16 @@ def candidate(state: Path, shipped: Path, out: Path, enet_dir: Path | None = Non
     """
     from train_long import bnet_of_state
 
+    from defocus import nets
     from defocus.weights import load_model, save_model
 
     bnet, prog = bnet_of_state(state)
     source = enet_dir or shipped
     enet = load_model(source).enet
+    if enet_dir is not None and not all(np.array_equal(a, b) for a, b in zip(nets.f1_of(enet).get_weights(),
+                                                                             nets.f1_of(bnet).get_weights())):
+        raise SystemExit(f"{enet_dir}: its E-NET was trained on another f1-NET than the long run's B-NET "
+                         "(train it on `scripts/train_long.py --export data/models/bnet`)")
     info = json.loads((source / "model.json").read_text())
     long_run = {k: prog[k] for k in ("step", "samples", "seconds", "total_steps", "train_samples", "config", "data")}
     long_run["machines"] = [p["machine"] for p in prog["pieces"]]

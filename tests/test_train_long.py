@@ -162,6 +162,9 @@ def test_ship_candidate_takes_the_enet_of_a_folder(short_run, tmp_path):
                               "patches": {"augment": "rotations", "enet": {"per_class": 60000}}}
     assert "trained on its f1-NET" in got.meta["trained_by"]
 
+    with pytest.raises(SystemExit, match="another f1-NET"):  # an E-NET of another f1 is no shared-f1 candidate
+        candidate(state, tmp_path / "shipped", tmp_path / "wrong", tmp_path / "shipped")
+    assert not (tmp_path / "wrong").exists()
     candidate(state, tmp_path / "shipped", tmp_path / "kept")
     kept = load_model(tmp_path / "kept")
     for a, b in zip(weights_of(kept.enet), weights_of(shipped_enet)):
