@@ -109,14 +109,13 @@ def candidate(state: Path, shipped: Path, out: Path, enet_dir: Path | None = Non
     """
     from train_long import bnet_of_state
 
-    from defocus import nets
-    from defocus.weights import load_model, save_model
+    from defocus.estimate import dense_model
+    from defocus.weights import Model, load_model, save_model
 
     bnet, prog = bnet_of_state(state)
     source = enet_dir or shipped
     enet = load_model(source).enet
-    if enet_dir is not None and not all(np.array_equal(a, b) for a, b in zip(nets.f1_of(enet).get_weights(),
-                                                                             nets.f1_of(bnet).get_weights())):
+    if enet_dir is not None and not dense_model(Model(bnet, enet, str(enet_dir), "defocus")).shared_f1:
         raise SystemExit(f"{enet_dir}: its E-NET was trained on another f1-NET than the long run's B-NET "
                          "(train it on `scripts/train_long.py --export data/models/bnet`)")
     info = json.loads((source / "model.json").read_text())
