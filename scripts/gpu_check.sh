@@ -3,7 +3,7 @@
 # `defocus bench` under JAX, dense path only (median of 5 per RTF image) and a 12 MP photo
 # (4000 x 3000, also at half size, and in a fresh `defocus estimate` process as a user runs it).
 # Needs no install: the project runs from src/, Keras from the wheels scripts/gpu_prepare.sh puts
-# in .gpu/whl, the RTF photos from .gpu/shared. Writes bench.json and bench.log to $OUT (the
+# in .gpu/whl, the RTF photos from .gpu/shared. Writes bench.json, bench.log and gpu.txt to $OUT (the
 # device tool's result folder), else to reports/gpu/. Several minutes, most of it compiling.
 #   scripts/gpu_check.sh [--repeat N] [--large WxH]   (extra options go to `defocus bench`)
 set -euo pipefail

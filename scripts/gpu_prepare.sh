@@ -2,12 +2,13 @@
 # Prepares .gpu/ for scripts/gpu_check.sh, here, on a machine that reaches the package index: the
 # wheels a GPU machine with JAX (and without TensorFlow or this project installed) lacks, and the
 # RTF photos `defocus bench` times. .gpu/ is git-ignored; it travels to the GPU machine beside the
-# working tree (the device tool's `carry: [".gpu"]`), about 2 MiB.
+# working tree (the device tool's `carry: [".gpu"]`), 3.4 MiB.
 #   scripts/gpu_prepare.sh            # then, on the GPU machine: scripts/gpu_check.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shared=${DEFOCUS_SHARED:-../shared}
 py=${PYTHON:-python3}
+ls "$shared"/data/rtf/image_*.png >/dev/null || { echo "gpu_prepare: no RTF photos in $shared/data/rtf (DEFOCUS_SHARED)" >&2; exit 1; }
 rm -rf .gpu && mkdir -p .gpu/whl .gpu/shared/data/rtf
 # Keras and the two packages of its needs that GPU images with JAX usually lack (absl-py, h5py,
 # ml_dtypes, numpy, packaging and rich are there); the versions of requirements.lock
@@ -17,7 +18,6 @@ pins=$(grep -iE '^(keras|optree|namex)==' requirements.lock)
 "$py" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 --platform any -d .gpu/whl $pins
-ls "$shared"/data/rtf/image_*.png >/dev/null || { echo "gpu_prepare: no RTF photos in $shared/data/rtf (DEFOCUS_SHARED)" >&2; exit 1; }
 cp "$shared"/data/rtf/image_*.png .gpu/shared/data/rtf/
 du -sh .gpu
 ls .gpu/whl .gpu/shared/data/rtf
