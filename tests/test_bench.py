@@ -17,7 +17,7 @@ def test_bench_reports_both_paths(random_model_dir, tmp_path, capsys):
     cv2.imwrite(str(rtf / "image_01.png"), (textured_image(80, 90) * 255).astype(np.uint8))
     out = tmp_path / "bench.json"
     code = main(["bench", "--model", str(random_model_dir), "--rtf", str(rtf), "--repeat", "2", "--large", "120x90",
-                 "--backends", "this", "--out", str(out)])
+                 "--backends", "this", "--bfloat16", "on", "--out", str(out)])
     assert code == 0
     rep = json.loads(out.read_text())
     row = rep["rtf"][0]
@@ -35,6 +35,13 @@ def test_bench_reports_both_paths(random_model_dir, tmp_path, capsys):
     assert rep["conv"]["gflops"] > 0 and row["networks_at_conv_rate_s"] == pytest.approx(row["network_gflop"] / rep["conv"]["gflops"])
     assert [r["size"] for r in rep["large"]] == [[60, 45], [120, 90]]
     assert all(r["peak_rss_gb"] > 0 for r in rep["large"])
+    # the bfloat16 option: timed per stage, and its distance from float32 measured (random weights: small)
+    assert rep["bfloat16"] and rep["dense_bfloat16_median_total_s"] == row["dense_bfloat16"]["total"] > 0
+    assert set(row["dense_bfloat16"]) == set(row["dense"])
+    for diff in (row["bfloat16_difference"], rep["large"][1]["bfloat16_difference"]):
+        assert 0 <= diff["edge_decisions_changed"] <= 1
+        assert 0 <= diff["mean_abs_map_difference"] <= diff["max_abs_map_difference"] < 6
+    assert "dense_bfloat16" not in rep["large"][0]  # the full size only
     # the full-size large image once more, as a user runs it: defocus estimate in a fresh process
     photo = rep["photo"]
     assert photo["size"] == [120, 90] and 0 < photo["estimate_seconds"] < photo["seconds"]
@@ -51,7 +58,7 @@ def test_bench_runs_every_installed_backend(random_model_dir, tmp_path, capsys):
     cv2.imwrite(str(rtf / "image_01.png"), (textured_image(60, 70) * 255).astype(np.uint8))
     out = tmp_path / "bench.json"
     assert main(["bench", "--model", str(random_model_dir), "--rtf", str(rtf), "--repeat", "1", "--large", "0",
-                 "--no-patch", "--out", str(out)]) == 0
+                 "--no-patch", "--bfloat16", "off", "--out", str(out)]) == 0
     rep = json.loads(out.read_text())
     (name, theirs), = rep["backends"].items()
     assert name != rep["machine"]["backend"] and theirs["machine"]["backend"] == name

@@ -77,6 +77,24 @@ def test_bad_model_folder(inputs, tmp_path, capsys):
     assert "model folder not found" in capsys.readouterr().err
 
 
+def test_bfloat16_is_an_option_of_the_dense_path(inputs, random_model_dir, tmp_path, capsys):
+    """--precision bfloat16 writes a map like float32's; the per-patch path refuses it before any work."""
+    maps = {}
+    for precision in ("float32", "bfloat16"):
+        out = tmp_path / precision
+        assert main(["estimate", str(inputs / "good.png"), "--model", str(random_model_dir), "--out", str(out),
+                     "--precision", precision, "-q"]) == 0
+        maps[precision] = np.load(out / "good_blur.npy")
+    assert maps["bfloat16"].shape == maps["float32"].shape == (96, 96)
+    assert np.abs(maps["bfloat16"] - maps["float32"]).mean() < 0.5  # px: mostly the same B-NET classes
+    capsys.readouterr()
+    out = tmp_path / "patch"
+    assert main(["estimate", str(inputs / "good.png"), "--model", str(random_model_dir), "--out", str(out),
+                 "--method", "patch", "--precision", "bfloat16"]) == 2
+    assert "--method patch runs in float32 only" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def _real_photos():
     from defocus import config
 

@@ -40,6 +40,26 @@ def test_dense_equals_patches_random_weights(random_model_dir):
     assert de <= 1e-4 and db <= 1e-4
 
 
+def test_bfloat16_option_stays_close_to_float32(random_model_dir):
+    """precision="bfloat16" computes in bfloat16 (not float32's probabilities to the bit) and gives
+    float32 probabilities that sum to 1, within bfloat16's rounding of float32's."""
+    model = load_model(random_model_dir)
+    img = textured_image(150, 170, seed=11)
+    ys, xs = _sample(150, 170, 300, np.random.default_rng(0))
+    every = np.ones(len(ys), bool)
+    pe, _, pb = DenseModel(model, tile=64).classify(img, ys, xs, blur_at=every)
+    dm = DenseModel(model, tile=64, precision="bfloat16")
+    qe, bi, qb = dm.classify(img, ys, xs, blur_at=every)
+    assert np.array_equal(bi, np.arange(len(ys)))
+    for ref, got in ((pe, qe), (pb, qb)):
+        assert got.dtype == np.float32 and np.allclose(got.sum(axis=1), 1, atol=1e-5)
+        assert 0 < np.abs(got - ref).max() < 0.05
+    with pytest.raises(ValueError, match="precision"):
+        DenseModel(model, tile=64, precision="float16")
+    with pytest.raises(ValueError, match="float32 only"):
+        estimate_blur(img, model, method="patch", precision="bfloat16")
+
+
 @pytest.mark.parametrize("scene", ["01", "05", "22"])
 def test_dense_equals_patches_published(published_model, rtf_dir, scene):
     img = load_image(rtf_dir / f"image_{scene}.png")
@@ -167,6 +187,9 @@ def test_cached_inference_follows_each_models_weights(random_model_dir):
     model = load_model(random_model_dir)
     first = dense_model(model, 64)
     assert dense_model(model, 64) is first  # cached on the model
+    other = dense_model(model, 64, "bfloat16")
+    assert other is not first and other.precision == "bfloat16"
+    assert dense_model(model, 64) is first and dense_model(model, 64, "bfloat16") is other  # one per precision
     model.bnet.set_weights([w * 0.5 for w in model.bnet.get_weights()])  # changed in place: rebuilt
     again = dense_model(model, 64)
     assert again is not first

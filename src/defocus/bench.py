@@ -61,18 +61,41 @@ def machine_facts() -> dict:
             "devices": backend.device_count(), "gpus": [list(c) for c in backend.gpu_capabilities()]}
 
 
-def _run(image, model, method: str) -> dict:
+def _run(image, model, method: str, precision: str = "float32") -> dict:
     """One full estimate (Canny edges, psi = 100) with per-stage seconds."""
     seconds: dict = {}
     t0 = time.perf_counter()
-    est = estimate_blur(image, model, method=method, timings=seconds)
+    est = estimate_blur(image, model, method=method, timings=seconds, precision=precision)
     seconds["total"] = time.perf_counter() - t0
     n, n_blur = int(est.edges.sum()), int(est.pattern.sum())
-    out = {"seconds": seconds, "edges": n, "patches": n + n_blur, "blur": est.blur}
+    out = {"seconds": seconds, "edges": n, "patches": n + n_blur, "blur": est.blur, "est": est}
     if method == "dense":  # the arithmetic of the networks' part (see conv_rate)
         ys, xs = np.nonzero(est.edges)
         out["network_gflop"] = 2 * dense_model(model).macs(image.shape[:2], ys, xs, n_blur) / 1e9
     return out
+
+
+def bfloat16_pays() -> bool:
+    """Whether the dense path's bfloat16 option runs on bfloat16 hardware here: a GPU of
+    compute capability 8.0 or more, or a CPU with AVX512-BF16 / AMX-BF16 under TensorFlow with
+    oneDNN on (elsewhere bfloat16 is emulated, slower than float32)."""
+    from . import backend, hardware
+
+    gpus = backend.gpu_capabilities()
+    if hardware.resolve_precision("auto", gpu_capabilities=gpus, backend=backend.name()) == "float32":
+        return False
+    return bool(gpus) or backend.onednn_enabled()
+
+
+def precision_difference(ref, other) -> dict:
+    """How far ``other`` (a :class:`~defocus.estimate.BlurEstimate` of the same image and edges)
+    is from ``ref``: edge pixels whose decision changed (depth / pattern edge, or B-NET's class),
+    and the blur maps' largest and mean absolute difference in px."""
+    edges = ref.edges
+    changed = (ref.depth != other.depth) | (ref.sparse != other.sparse)
+    diff = np.abs(ref.blur - other.blur)
+    return {"edge_decisions_changed": float(changed[edges].mean()) if edges.any() else 0.0,
+            "max_abs_map_difference": float(diff.max()), "mean_abs_map_difference": float(diff.mean())}
 
 
 def conv_rate(size: int = DEFAULT_TILE + 40, repeat: int = 5) -> dict:
@@ -121,14 +144,21 @@ def _large_image(rtf_images, size) -> np.ndarray:
     return np.clip(img[:h, :w], 0, 1).astype(np.float32)
 
 
-def bench(model, rtf_dir: Path | None, repeat: int = 5, large=(4000, 3000), patch: bool = True, log=print) -> dict:
-    """Time both paths; return the report (also printed through ``log``)."""
+def bench(model, rtf_dir: Path | None, repeat: int = 5, large=(4000, 3000), patch: bool = True, log=print,
+          bfloat16: bool | None = None) -> dict:
+    """Time both paths; return the report (also printed through ``log``).
+
+    ``bfloat16``: also time the dense path's bfloat16 option and measure its difference from
+    float32 (None: where :func:`bfloat16_pays`)."""
     from .backend import onednn_enabled
     from .images import load_image
 
+    if bfloat16 is None:
+        bfloat16 = bfloat16_pays()
     report = {
         "machine": dict(machine_facts(), onednn=onednn_enabled()),
         "model": model.source, "tile": DEFAULT_TILE, "batch_size": DEFAULT_BATCH, "repeat": repeat, "rtf": [],
+        "bfloat16": bool(bfloat16),
     }
     m = report["machine"]
     log(f"{m['cpu_model']} ({m['cpu_kind']}), {m['cpus']} cores, backend {m['backend']}, "
@@ -137,7 +167,10 @@ def bench(model, rtf_dir: Path | None, repeat: int = 5, large=(4000, 3000), patc
     images = [load_image(p) for p in paths]
     if not paths:
         log(f"no RTF images found in {rtf_dir}; timing the large image only")
-    _run(images[0] if images else _large_image([], (360, 360)), model, "dense")  # warm-up: traces the graphs
+    warm = images[0] if images else _large_image([], (360, 360))
+    _run(warm, model, "dense")  # warm-up: traces the graphs
+    if bfloat16:
+        _run(warm, model, "dense", "bfloat16")
     for path, img in zip(paths, images, strict=True):
         runs = [_run(img, model, "dense") for _ in range(repeat)]
         d = _median_stages(runs)
@@ -145,6 +178,15 @@ def bench(model, rtf_dir: Path | None, repeat: int = 5, large=(4000, 3000), patc
                "network_gflop": runs[0]["network_gflop"]}
         log(f"{path.name}: {runs[0]['edges']} edges, {runs[0]['patches']} network evaluations")
         log(f"  dense  (median of {repeat}): {_fmt_stages(d)}")
+        if bfloat16:
+            runs_bf = [_run(img, model, "dense", "bfloat16") for _ in range(repeat)]
+            row["dense_bfloat16"] = _median_stages(runs_bf)
+            row["bfloat16_difference"] = precision_difference(runs[0]["est"], runs_bf[0]["est"])
+            diff = row["bfloat16_difference"]
+            log(f"  dense bfloat16 (median of {repeat}): {_fmt_stages(row['dense_bfloat16'])}; "
+                f"{d['total'] / row['dense_bfloat16']['total']:.2f}x float32; "
+                f"{100 * diff['edge_decisions_changed']:.2f} % of edge decisions changed, map difference "
+                f"mean {diff['mean_abs_map_difference']:.4f} px, max {diff['max_abs_map_difference']:.3f} px")
         if patch:
             with PeakRSS() as mem:
                 p = _run(img, model, "patch")
@@ -165,6 +207,9 @@ def bench(model, rtf_dir: Path | None, repeat: int = 5, large=(4000, 3000), patc
         totals = [r["dense"]["total"] for r in report["rtf"]]
         report["dense_median_total_s"] = float(np.median(totals))
         log(f"median full dense estimate per RTF image: {report['dense_median_total_s']:.3f} s")
+        if bfloat16:
+            report["dense_bfloat16_median_total_s"] = float(np.median([r["dense_bfloat16"]["total"] for r in report["rtf"]]))
+            log(f"  in bfloat16: {report['dense_bfloat16_median_total_s']:.3f} s")
         conv = report["conv"] = conv_rate()
         for r in report["rtf"]:
             r["networks_at_conv_rate_s"] = r["network_gflop"] / conv["gflops"]
@@ -188,6 +233,14 @@ def bench(model, rtf_dir: Path | None, repeat: int = 5, large=(4000, 3000), patc
             report["large"].append(row)
             log(f"large {size[0]}x{size[1]} ({mp:.1f} MP, {r['edges']} edges): {_fmt_stages(r['seconds'])}; "
                 f"{row['seconds_per_megapixel']:.2f} s/MP; peak RSS {row['peak_rss_gb']:.2f} GB")
+            if bfloat16 and scale == 1.0:
+                with PeakRSS() as mem:
+                    rb = _run(img, model, "dense", "bfloat16")
+                row["dense_bfloat16"], row["bfloat16_peak_rss_gb"] = rb["seconds"], mem.peak / 2**30
+                row["bfloat16_difference"] = precision_difference(r["est"], rb["est"])
+                log(f"  in bfloat16: {_fmt_stages(rb['seconds'])}; peak RSS {row['bfloat16_peak_rss_gb']:.2f} GB; "
+                    f"{100 * row['bfloat16_difference']['edge_decisions_changed']:.2f} % of edge decisions changed")
+                del rb
             del img, r
         report["photo"] = _photo_run(_large_image(images, large), model.source)
         ph = report["photo"]
@@ -237,7 +290,8 @@ def main(args, model) -> int:
     rtf = args.rtf or config.shared_dir() / "data" / "rtf"
     large = None if args.large == "0" else tuple(int(v) for v in args.large.lower().split("x"))
     others = other_backends(args.backends)  # raises ValueError for an unknown name
-    report = bench(model, rtf, repeat=args.repeat, large=large, patch=not args.no_patch)
+    bf16 = {"auto": None, "on": True, "off": False}[args.bfloat16]
+    report = bench(model, rtf, repeat=args.repeat, large=large, patch=not args.no_patch, bfloat16=bf16)
     _in_other_backends("bench", args, report, others)
     return _write_report(report, "bench", args)
 

@@ -19,6 +19,11 @@ so it too is split per branch and computed densely (dilated by 3 for the 41 and
 (padded-image coordinates) and only the rest of the trunk and the head run per
 edge pixel. The image is processed in tiles with a 40 px overlap (the
 receptive field), so peak memory depends on the tile size, not the image size.
+
+``precision="bfloat16"`` (an option, not the default) runs every convolution and
+matrix product in bfloat16 (the softmax in float32): about twice as fast where the
+CPU computes bfloat16 natively (AVX512-BF16 through oneDNN) or on a GPU, and not
+the per-patch path's probabilities any more (``defocus bench`` measures how far).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import backend
+from .hardware import DENSE_PRECISIONS
 from .backend import keras
 from .levels import DEPTH
 from .nets import find_layer
@@ -38,8 +44,8 @@ OFF_27, OFF_15 = CROP_27[0], CROP_15[0]
 ops = keras.ops
 
 
-def _w(net, name):
-    return [ops.convert_to_tensor(w) for w in find_layer(net, name).get_weights()]
+def _w(net, name, dtype="float32"):
+    return [ops.cast(ops.convert_to_tensor(w), dtype) for w in find_layer(net, name).get_weights()]
 
 
 def _conv(x, w, dilation=1):
@@ -116,17 +122,17 @@ class _Branch41:
 class _Head:
     """Trunk (after conv1) and classification head of one network, per edge pixel."""
 
-    def __init__(self, net, prefix):
-        self.convs = [_w(net, f"{prefix}_conv{i}")[0] for i in (2, 3, 4)]
-        self.dense = [_w(net, f"{prefix}_{n}") for n in ("dense1", "dense2", "out")]
+    def __init__(self, net, prefix, dtype="float32"):
+        self.convs = [_w(net, f"{prefix}_conv{i}", dtype)[0] for i in (2, 3, 4)]
+        self.dense = [_w(net, f"{prefix}_{n}", dtype) for n in ("dense1", "dense2", "out")]
 
-    def __call__(self, a):  # a: (n, 5, 5, 64) after relu
+    def __call__(self, a):  # a: (n, 5, 5, 64) after relu -> float32 probabilities
         for k in self.convs:
             a = _relu_conv(a, k)
         h = ops.reshape(a, (-1, a.shape[-1]))
         for i, (w, b) in enumerate(self.dense):
             h = ops.matmul(h, w) + b
-            h = ops.relu(h) if i < 2 else ops.softmax(h)
+            h = ops.relu(h) if i < 2 else ops.softmax(ops.cast(h, "float32"))
         return h
 
 
@@ -139,29 +145,34 @@ class DenseModel:
     tile : int
         Output tile side in px; the feature maps of one tile, about
         ``(tile + 40) ** 2`` px x 64 channels each, bound the memory.
+    precision : {"float32", "bfloat16"}
+        Compute dtype of the convolutions and matrix products (see the module's notes).
     """
 
-    def __init__(self, model, tile: int):
+    def __init__(self, model, tile: int, precision: str = "float32"):
         self.tile = int(tile)
         if self.tile < 1:
             raise ValueError(f"tile must be >= 1, got {tile}")
+        if precision not in DENSE_PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(DENSE_PRECISIONS)}; got {precision!r}")
+        self.precision = dt = precision
         b, e = model.bnet, model.enet
-        self.f1 = {
-            net: {s: [_w(net, f"f1_{s}_conv{i}")[0] for i in range(1, 5)] for s in ("41", "27", "15")} for net in (b, e)
-        }
+        f1 = {net: {s: [find_layer(net, f"f1_{s}_conv{i}").get_weights()[0] for i in range(1, 5)]
+                    for s in ("41", "27", "15")} for net in (b, e)}
         self.shared_f1 = all(
-            all(np.array_equal(ops.convert_to_numpy(x), ops.convert_to_numpy(y)) for x, y in zip(self.f1[b][s], self.f1[e][s], strict=True))
-            for s in ("41", "27", "15")
+            all(np.array_equal(x, y) for x, y in zip(f1[b][s], f1[e][s], strict=True)) for s in ("41", "27", "15")
         )
-        self.f2 = _Branch41([_w(e, f"f2_41_conv{i}")[0] for i in range(1, 5)])
-        kb, ke = _w(b, "b_conv1")[0], _w(e, "e_conv1")[0]
+        self.f1 = {net: {s: [_w(net, f"f1_{s}_conv{i}", dt)[0] for i in range(1, 5)] for s in ("41", "27", "15")}
+                   for net in (b, e)}
+        self.f2 = _Branch41([_w(e, f"f2_41_conv{i}", dt)[0] for i in range(1, 5)])
+        kb, ke = _w(b, "b_conv1", dt)[0], _w(e, "e_conv1", dt)[0]
         # split the first trunk kernel by merged branch: B [41, 27, 15], E [f2-41, 41, 27, 15]
         self.kb = {s: kb[:, :, 64 * i : 64 * (i + 1)] for i, s in enumerate(("41", "27", "15"))}
         self.ke = {s: ke[:, :, 64 * i : 64 * (i + 1)] for i, s in enumerate(("f2", "41", "27", "15"))}
-        self.head_b, self.head_e = _Head(b, "b"), _Head(e, "e")
+        self.head_b, self.head_e = _Head(b, "b", dt), _Head(e, "e", dt)
         self._bnet, self._enet = b, e
         spec_i = ((None, 2), "int32")
-        spec_m = ((1, None, None, 64), "float32")
+        spec_m = ((1, None, None, 64), dt)
         self._enet_fn = backend.compile_fn(self._enet_tile, [((1, None, None, 3), "float32"), spec_i])
         self._bnet_fn = backend.compile_fn(self._bnet_tile, [spec_m, spec_m, spec_m, spec_i])
 
@@ -176,6 +187,7 @@ class DenseModel:
         """E-NET probabilities at tile-local pixels yx, and the f1 maps for B-NET."""
         th = ops.shape(x)[1] - 40
         tw = ops.shape(x)[2] - 40
+        x = ops.cast(x, self.precision)
         f1e = self._f1_maps(x, self.f1[self._enet], th, tw)
         f1b = f1e if self.shared_f1 else self._f1_maps(x, self.f1[self._bnet], th, tw)
         ke = self.ke

@@ -37,18 +37,22 @@ def _weights_key(*nets) -> str:
     return h.hexdigest()
 
 
-def dense_model(model, tile: int = DEFAULT_TILE):
-    """The :class:`defocus.dense.DenseModel` of ``model``, kept on ``model`` itself (so it
-    lives as long as the model) and built again when the tile or the networks' weights
-    changed (the dense model holds copies of them)."""
+def dense_model(model, tile: int = DEFAULT_TILE, precision: str = "float32"):
+    """The :class:`defocus.dense.DenseModel` of ``model`` for this tile and precision, kept on
+    ``model`` itself (so it lives as long as the model; one per tile and precision asked for,
+    so alternating between them traces nothing again) and built again once the networks'
+    weights changed (the dense model holds copies of them)."""
     from .dense import DenseModel
 
-    key = (int(tile), _weights_key(model.bnet, model.enet))
+    weights = _weights_key(model.bnet, model.enet)
     cache = vars(model).setdefault("_dense", {})
-    if cache.get("key") != key:
+    if cache.get("weights") != weights:
         cache.clear()
-        cache.update(key=key, dense=DenseModel(model, tile))
-    return cache["dense"]
+        cache["weights"] = weights
+    key = (int(tile), precision)
+    if key not in cache:
+        cache[key] = DenseModel(model, tile, precision)
+    return cache[key]
 
 
 def _compiled(net):
@@ -127,6 +131,7 @@ def estimate_blur(
     method: str = "dense",
     tile: int | None = None,
     timings: dict | None = None,
+    precision: str = "float32",
 ) -> BlurEstimate:
     """Dense defocus blur map of one image.
 
@@ -148,6 +153,10 @@ def estimate_blur(
         about 1e-5 (see :mod:`defocus.dense`).
     tile : int, optional
         Tile side in px for ``method="dense"`` (bounds its memory).
+    precision : {"float32", "bfloat16"}
+        Compute dtype of ``method="dense"`` (:data:`defocus.hardware.DENSE_PRECISIONS`); bfloat16 is
+        faster where the device computes it natively, and its maps differ slightly
+        (``defocus bench`` measures it). The per-patch path is float32 only.
     timings : dict, optional
         Filled with the seconds spent in each stage: ``edges``, ``enet`` (with
         the dense path: the shared features too), ``bnet``, ``propagation``.
@@ -176,7 +185,9 @@ def estimate_blur(
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if method == "dense":
-        return _estimate_dense(image, model, edges, ys, xs, psi, tile, progress, clock)
+        return _estimate_dense(image, model, edges, ys, xs, psi, tile, progress, clock, precision)
+    if precision != "float32":
+        raise ValueError(f"method 'patch' runs in float32 only; got precision {precision!r}")
 
     n_enet = len(ys)
     tick = None
@@ -218,11 +229,11 @@ def _propagate_edges(image, edges, ys, xs, is_depth, blur_idx, levels, psi, cloc
     return BlurEstimate(blur, edges, pattern, depth, sparse)
 
 
-def _estimate_dense(image, model, edges, ys, xs, psi, tile, progress, clock) -> BlurEstimate:
+def _estimate_dense(image, model, edges, ys, xs, psi, tile, progress, clock, precision) -> BlurEstimate:
     if progress is not None:
         progress.total = len(ys)
         progress.refresh()
-    dm = dense_model(model, tile or DEFAULT_TILE)
+    dm = dense_model(model, tile or DEFAULT_TILE, precision)
     clock.lap(None)
     split: dict = {}
     is_depth, bi, levels = dm.decide(image, ys, xs, progress=None if progress is None else progress.update, timings=split)

@@ -30,6 +30,10 @@ CPUINFO = Path("/proc/cpuinfo")
 
 #: Dtype policies a stage may ask for, besides ``auto``.
 PRECISIONS = ("float32", "mixed_bfloat16")
+#: compute dtypes of the dense inference path (:class:`defocus.dense.DenseModel`): float32 (the
+#: default: the per-patch path's probabilities within 1e-4) or bfloat16 (about twice as fast where
+#: the device computes it natively: AVX512-BF16 through oneDNN, GPUs)
+DENSE_PRECISIONS = ("float32", "bfloat16")
 
 #: CPU flags that mean bfloat16 arithmetic in hardware.
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
