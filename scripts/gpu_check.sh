@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU figures of README ("Speed and memory", GPU), in one run on a machine with a GPU and JAX:
 # `defocus bench` under JAX, dense path only (median of 5 per RTF image) and a 12 MP photo
-# (4000 x 3000, also at half size, and in a fresh `defocus estimate` process as a user runs it).
+# (4000 x 3000, also at half size, and in a fresh `defocus estimate` process as a user runs it);
+# the dense path again in bfloat16 where the GPU computes it natively (bench --bfloat16 auto).
 # Needs no install: the project runs from src/, Keras from the wheels scripts/gpu_prepare.sh puts
 # in .gpu/whl, the RTF photos from .gpu/shared. Writes bench.json, bench.log and gpu.txt to $OUT (the
 # device tool's result folder), else to reports/gpu/. Several minutes, most of it compiling.
