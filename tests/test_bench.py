@@ -11,7 +11,15 @@ from defocus.cli import main
 from .conftest import textured_image
 
 
-def test_bench_reports_both_paths(random_model_dir, tmp_path, capsys):
+def test_bench_reports_both_paths(random_model_dir, tmp_path, capsys, monkeypatch):
+    from defocus import bench, estimate
+
+    # a default tile smaller than the RTF stand-in, and one tile paying: the single tile is timed
+    # against the default tiling (as on a 360 x 360 RTF image with oneDNN)
+    for module in (bench, estimate):
+        monkeypatch.setattr(module, "DEFAULT_TILE", 64)
+    monkeypatch.setattr(estimate, "single_tile_pays", lambda: True)
+    monkeypatch.setattr(bench, "single_tile_pays", lambda: True)
     rtf = tmp_path / "rtf"
     rtf.mkdir()
     cv2.imwrite(str(rtf / "image_01.png"), (textured_image(80, 90) * 255).astype(np.uint8))
@@ -26,6 +34,9 @@ def test_bench_reports_both_paths(random_model_dir, tmp_path, capsys):
         assert set(row[path]) == {"edges", "enet", "bnet", "propagation", "total"}
         assert row[path]["total"] >= row[path]["enet"] + row[path]["bnet"] > 0
     assert row["max_abs_map_difference"] < 1e-5  # both paths give the same map
+    assert row["tile"] == rep["single_tile"] == estimate.SINGLE_TILE and rep["tile"] == 64
+    assert set(row["dense_default_tile"]) == set(row["dense"]) and row["default_tile_max_abs_map_difference"] < 1e-5
+    assert rep["dense_default_tile_median_total_s"] == row["dense_default_tile"]["total"] > 0
     assert row["speedup_networks"] > 0 and row["patches_per_s"]["dense"] > 0
     # the networks' arithmetic: one 90 x 80 tile's maps (tile_macs) plus the heads at each edge pixel
     from defocus.dense import head_macs, tile_macs

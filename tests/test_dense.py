@@ -88,6 +88,27 @@ def test_dense_and_patch_estimates_agree(random_model_dir):
         estimate_blur(img, model, method="fast")
 
 
+def test_one_tile_for_a_small_image_where_it_pays(random_model_dir, monkeypatch):
+    """choose_tile: one tile of SINGLE_TILE px for an image whose longer side is between the
+    default tile and SINGLE_TILE, only where single_tile_pays; estimate_blur uses it by default,
+    with the map of the default tiling."""
+    from defocus import estimate as est
+
+    monkeypatch.setattr(est, "single_tile_pays", lambda: True)
+    assert est.choose_tile((300, 260, 3)) == est.choose_tile((est.SINGLE_TILE, 10)) == est.SINGLE_TILE
+    for shape in ((est.DEFAULT_TILE, est.DEFAULT_TILE), (200, 90), (est.SINGLE_TILE + 1, 300), (3000, 4000)):
+        assert est.choose_tile(shape) == est.DEFAULT_TILE, shape
+    model = load_model(random_model_dir)
+    img = textured_image(300, 260, seed=5)
+    auto = estimate_blur(img, model)
+    assert set(vars(model)["_dense"]) == {"weights", (est.SINGLE_TILE, "float32")}
+    tiled = estimate_blur(img, model, tile=est.DEFAULT_TILE)
+    assert np.array_equal(auto.pattern, tiled.pattern) and np.array_equal(auto.depth, tiled.depth)
+    np.testing.assert_allclose(auto.blur, tiled.blur, atol=1e-6)
+    monkeypatch.setattr(est, "single_tile_pays", lambda: False)
+    assert est.choose_tile((300, 260, 3)) == est.DEFAULT_TILE
+
+
 # ---------------------------------------------------------------- dense training
 def _trainer_case(build, seed, tile=33, k=12):
     from defocus.backend import keras

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import config
-from .estimate import DEFAULT_BATCH, DEFAULT_TILE, dense_model, estimate_blur
+from .estimate import DEFAULT_BATCH, DEFAULT_TILE, SINGLE_TILE, choose_tile, dense_model, estimate_blur, single_tile_pays
 
 
 class PeakRSS:
@@ -61,17 +61,19 @@ def machine_facts() -> dict:
             "devices": backend.device_count(), "gpus": [list(c) for c in backend.gpu_capabilities()]}
 
 
-def _run(image, model, method: str, precision: str = "float32") -> dict:
-    """One full estimate (Canny edges, psi = 100) with per-stage seconds."""
+def _run(image, model, method: str, precision: str = "float32", tile: int | None = None) -> dict:
+    """One full estimate (Canny edges, psi = 100) with per-stage seconds; ``tile`` None: the
+    default (:func:`defocus.estimate.choose_tile`)."""
     seconds: dict = {}
     t0 = time.perf_counter()
-    est = estimate_blur(image, model, method=method, timings=seconds, precision=precision)
+    est = estimate_blur(image, model, method=method, timings=seconds, precision=precision, tile=tile)
     seconds["total"] = time.perf_counter() - t0
     n, n_blur = int(est.edges.sum()), int(est.pattern.sum())
     out = {"seconds": seconds, "edges": n, "patches": n + n_blur, "est": est}
-    if method == "dense":  # the arithmetic of the networks' part (see conv_rate)
+    if method == "dense":  # the arithmetic of the networks' part (see conv_rate), with the tile it ran with
         ys, xs = np.nonzero(est.edges)
-        out["network_gflop"] = 2 * dense_model(model).macs(image.shape[:2], ys, xs, n_blur) / 1e9
+        out["tile"] = tile = tile or choose_tile(image.shape)
+        out["network_gflop"] = 2 * dense_model(model, tile).macs(image.shape[:2], ys, xs, n_blur) / 1e9
     return out
 
 
@@ -157,7 +159,8 @@ def bench(model, rtf_dir: Path | None, repeat: int = 5, large=(4000, 3000), patc
         bfloat16 = bfloat16_pays()
     report = {
         "machine": dict(machine_facts(), onednn=onednn_enabled()),
-        "model": model.source, "tile": DEFAULT_TILE, "batch_size": DEFAULT_BATCH, "repeat": repeat, "rtf": [],
+        "model": model.source, "tile": DEFAULT_TILE, "single_tile": SINGLE_TILE if single_tile_pays() else None,
+        "batch_size": DEFAULT_BATCH, "repeat": repeat, "rtf": [],
         "bfloat16": bool(bfloat16),
     }
     m = report["machine"]
@@ -169,15 +172,24 @@ def bench(model, rtf_dir: Path | None, repeat: int = 5, large=(4000, 3000), patc
         log(f"no RTF images found in {rtf_dir}; timing the large image only")
     warm = images[0] if images else _large_image([], (360, 360))
     _run(warm, model, "dense")  # warm-up: traces the graphs
+    if choose_tile(warm.shape) != DEFAULT_TILE:
+        _run(warm, model, "dense", tile=DEFAULT_TILE)
     if bfloat16:
         _run(warm, model, "dense", "bfloat16")
     for path, img in zip(paths, images, strict=True):
         runs = [_run(img, model, "dense") for _ in range(repeat)]
         d = _median_stages(runs)
         row = {"image": path.name, "edges": runs[0]["edges"], "patches": runs[0]["patches"], "dense": d,
-               "network_gflop": runs[0]["network_gflop"]}
+               "network_gflop": runs[0]["network_gflop"], "tile": runs[0]["tile"]}
         log(f"{path.name}: {runs[0]['edges']} edges, {runs[0]['patches']} network evaluations")
-        log(f"  dense  (median of {repeat}): {_fmt_stages(d)}")
+        log(f"  dense  (median of {repeat}, tile {row['tile']} px): {_fmt_stages(d)}")
+        if row["tile"] != DEFAULT_TILE:  # what the single tile saves, in this run
+            runs_t = [_run(img, model, "dense", tile=DEFAULT_TILE) for _ in range(repeat)]
+            row["dense_default_tile"] = _median_stages(runs_t)
+            row["default_tile_max_abs_map_difference"] = float(np.abs(runs_t[0]["est"].blur - runs[0]["est"].blur).max())
+            log(f"  dense  (median of {repeat}, tiles of {DEFAULT_TILE} px): {_fmt_stages(row['dense_default_tile'])}; "
+                f"the single tile {row['dense_default_tile']['total'] / d['total']:.2f}x faster, max |map difference| "
+                f"{row['default_tile_max_abs_map_difference']:.2e} px")
         if bfloat16:
             runs_bf = [_run(img, model, "dense", "bfloat16") for _ in range(repeat)]
             row["dense_bfloat16"] = _median_stages(runs_bf)
@@ -207,6 +219,10 @@ def bench(model, rtf_dir: Path | None, repeat: int = 5, large=(4000, 3000), patc
         totals = [r["dense"]["total"] for r in report["rtf"]]
         report["dense_median_total_s"] = float(np.median(totals))
         log(f"median full dense estimate per RTF image: {report['dense_median_total_s']:.3f} s")
+        if all("dense_default_tile" in r for r in report["rtf"]):
+            report["dense_default_tile_median_total_s"] = float(np.median([r["dense_default_tile"]["total"]
+                                                                           for r in report["rtf"]]))
+            log(f"  with tiles of {DEFAULT_TILE} px: {report['dense_default_tile_median_total_s']:.3f} s")
         if bfloat16:
             report["dense_bfloat16_median_total_s"] = float(np.median([r["dense_bfloat16"]["total"] for r in report["rtf"]]))
             log(f"  in bfloat16: {report['dense_bfloat16_median_total_s']:.3f} s")

@@ -25,7 +25,7 @@ DEFAULT_DETECT_THRESHOLD = 1.05
 def _add_map_command(sub, name: str, help: str, description: str, outputs: tuple[str, ...], write):
     """A command that estimates each photo's map (`estimate`'s inputs and options, run by
     :func:`cmd_estimate`) and writes ``<stem>_<output>`` files with ``write``."""
-    from .estimate import DEFAULT_BATCH, DEFAULT_PSI, DEFAULT_TILE, METHODS
+    from .estimate import DEFAULT_BATCH, DEFAULT_PSI, DEFAULT_TILE, METHODS, SINGLE_TILE
     from .hardware import DENSE_PRECISIONS
 
     p = sub.add_parser(name, help=help, description=description)
@@ -58,7 +58,11 @@ def _add_map_command(sub, name: str, help: str, description: str, outputs: tuple
         help="dense: shared convolutions once per image, in tiles (fast, default); "
         "patch: each edge pixel's patch through the whole network (the reference)",
     )
-    p.add_argument("--tile", type=int, default=DEFAULT_TILE, help=f"tile side in px for --method dense ({DEFAULT_TILE})")
+    p.add_argument(
+        "--tile", type=int, default=None,
+        help=f"tile side in px for --method dense (default: {DEFAULT_TILE}; one tile for a photo of at most "
+        f"{SINGLE_TILE} px a side where that is faster: with oneDNN, or under JAX)",
+    )
     p.add_argument(
         "--precision", choices=DENSE_PRECISIONS, default="float32",
         help="compute dtype of --method dense: float32 (default: the reference's probabilities) or bfloat16 "
@@ -220,7 +224,7 @@ def cmd_estimate(args) -> int:
     if args.edges is not None and len(args.edges) != len(args.images):
         _error(f"--edges gives {len(args.edges)} file(s) for {len(args.images)} image(s); give one per image")
         return 2
-    if args.batch_size < 1 or args.tile < 1:
+    if args.batch_size < 1 or (args.tile is not None and args.tile < 1):
         _error(f"--batch-size and --tile must be >= 1, got {args.batch_size}, {args.tile}")
         return 2
     if args.method == "patch" and args.precision != "float32":

@@ -20,6 +20,10 @@ DEFAULT_BATCH = 256
 #: Tile side in px of the dense evaluation; memory per tile is bounded (256: fastest and smallest of
 #: 192/256/320/384 on a Zen 3, AVX2-only, both on RTF images and on a 12 MP photo).
 DEFAULT_TILE = 256
+#: Images whose longer side is at most this many px are evaluated as one tile where that pays
+#: (:func:`choose_tile`): the 40 px overlap of four 256 px tiles over a 360 x 360 RTF image makes
+#: the networks' maps 1.49x the image's area, one tile 1.23x.
+SINGLE_TILE = 400
 #: "dense": shared convolutions computed once per image (fast, see defocus.dense);
 #: "patch": every edge pixel's 41 px patch through the whole network (the reference).
 METHODS = ("dense", "patch")
@@ -35,6 +39,28 @@ def _weights_key(*nets) -> str:
         for w in net.get_weights():
             h.update(np.ascontiguousarray(w).tobytes())
     return h.hexdigest()
+
+
+def single_tile_pays() -> bool:
+    """Whether one large tile is faster than several of :data:`DEFAULT_TILE` px on this backend.
+    Measured on RTF images (360 x 360 px, median of 15 estimates each, one run per row, a Zen 5
+    pair): TensorFlow with oneDNN 2.029 s (four tiles) -> 1.789 s (one); JAX (tiles padded to
+    their static size) 11.28 -> 6.87 s; TensorFlow without oneDNN (its own kernels, as on
+    AVX2-only CPUs) 2.664 -> 2.837 s: slower, so not there."""
+    from . import backend
+
+    return backend.name() != "tensorflow" or backend.onednn_enabled()
+
+
+def choose_tile(shape) -> int:
+    """The tile side in px for an image of ``shape`` (H, W, ...): :data:`SINGLE_TILE` (so the
+    whole image is one tile) when its longer side is above :data:`DEFAULT_TILE` and at most
+    :data:`SINGLE_TILE` px and :func:`single_tile_pays`, else :data:`DEFAULT_TILE`. Larger
+    photos keep :data:`DEFAULT_TILE` px tiles, which bound the memory. The tiling changes no
+    probability beyond rounding (on the RTF images, with oneDNN on, not at all: measured)."""
+    if DEFAULT_TILE < max(shape[:2]) <= SINGLE_TILE and single_tile_pays():
+        return SINGLE_TILE
+    return DEFAULT_TILE
 
 
 def dense_model(model, tile: int = DEFAULT_TILE, precision: str = "float32"):
@@ -152,7 +178,8 @@ def estimate_blur(
         How the networks are evaluated; both give the same probabilities to
         about 1e-5 (see :mod:`defocus.dense`).
     tile : int, optional
-        Tile side in px for ``method="dense"`` (bounds its memory).
+        Tile side in px for ``method="dense"`` (bounds its memory); by default
+        :func:`choose_tile`'s for this image.
     precision : {"float32", "bfloat16"}
         Compute dtype of ``method="dense"`` (:data:`defocus.hardware.DENSE_PRECISIONS`); bfloat16 is
         faster where the device computes it natively, and its maps differ slightly
@@ -233,7 +260,7 @@ def _estimate_dense(image, model, edges, ys, xs, psi, tile, progress, clock, pre
     if progress is not None:
         progress.total = len(ys)
         progress.refresh()
-    dm = dense_model(model, tile or DEFAULT_TILE, precision)
+    dm = dense_model(model, tile or choose_tile(image.shape), precision)
     clock.lap(None)
     split: dict = {}
     is_depth, bi, levels = dm.decide(image, ys, xs, progress=None if progress is None else progress.update, timings=split)
