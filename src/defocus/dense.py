@@ -21,9 +21,10 @@ edge pixel. The image is processed in tiles with a 40 px overlap (the
 receptive field), so peak memory depends on the tile size, not the image size.
 
 ``precision="bfloat16"`` (an option, not the default) runs every convolution and
-matrix product in bfloat16 (the softmax in float32): about twice as fast where the
-CPU computes bfloat16 natively (AVX512-BF16 through oneDNN) or on a GPU, and not
-the per-patch path's probabilities any more (``defocus bench`` measures how far).
+matrix product in bfloat16 (the softmax in float32): 1.6-1.8x faster measured where the
+CPU computes bfloat16 natively (a Zen 5 pair, AVX512-BF16 through oneDNN; a GPU is
+not measured yet), and not the per-patch path's probabilities any more (``defocus
+bench`` measures how far).
 """
 
 from __future__ import annotations
@@ -162,7 +163,7 @@ class DenseModel:
         self.shared_f1 = all(
             all(np.array_equal(x, y) for x, y in zip(f1[b][s], f1[e][s], strict=True)) for s in ("41", "27", "15")
         )
-        self.f1 = {net: {s: [_w(net, f"f1_{s}_conv{i}", dt)[0] for i in range(1, 5)] for s in ("41", "27", "15")}
+        self.f1 = {net: {s: [ops.cast(ops.convert_to_tensor(k), dt) for k in ks] for s, ks in f1[net].items()}
                    for net in (b, e)}
         self.f2 = _Branch41([_w(e, f"f2_41_conv{i}", dt)[0] for i in range(1, 5)])
         kb, ke = _w(b, "b_conv1", dt)[0], _w(e, "e_conv1", dt)[0]
