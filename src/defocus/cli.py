@@ -66,7 +66,7 @@ def _add_map_command(sub, name: str, help: str, description: str, outputs: tuple
     p.add_argument(
         "--precision", choices=DENSE_PRECISIONS, default="float32",
         help="compute dtype of --method dense: float32 (default: the reference's probabilities) or bfloat16 "
-        "(1.5-1.8x faster measured on a CPU with AVX512-BF16; slower where bfloat16 is emulated; the maps "
+        "(1.6-2.1x faster measured on a CPU with AVX512-BF16; slower where bfloat16 is emulated; the maps "
         "differ slightly, see README)",
     )
     p.add_argument(

@@ -21,7 +21,7 @@ edge pixel. The image is processed in tiles with a 40 px overlap (the
 receptive field), so peak memory depends on the tile size, not the image size.
 
 ``precision="bfloat16"`` (an option, not the default) runs every convolution and
-matrix product in bfloat16 (the softmax in float32): 1.6-1.8x faster measured where the
+matrix product in bfloat16 (the softmax in float32): 1.6-2.1x faster measured where the
 CPU computes bfloat16 natively (a Zen 5 pair, AVX512-BF16 through oneDNN; a GPU is
 not measured yet), and not the per-patch path's probabilities any more (``defocus
 bench`` measures how far).

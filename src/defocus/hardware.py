@@ -31,7 +31,7 @@ CPUINFO = Path("/proc/cpuinfo")
 #: Dtype policies a stage may ask for, besides ``auto``.
 PRECISIONS = ("float32", "mixed_bfloat16")
 #: compute dtypes of the dense inference path (:class:`defocus.dense.DenseModel`): float32 (the
-#: default: the per-patch path's probabilities within 1e-4) or bfloat16 (1.6-1.8x faster measured
+#: default: the per-patch path's probabilities within 1e-4) or bfloat16 (1.6-2.1x faster measured
 #: where the device computes it natively: AVX512-BF16 through oneDNN; GPUs not measured yet)
 DENSE_PRECISIONS = ("float32", "bfloat16")
 
