@@ -2,9 +2,10 @@
 # The GPU figures of README ("Speed and memory", GPU), in one run on a machine with a GPU and JAX:
 # `defocus bench` under JAX, dense path only (median of 5 per RTF image) and a 12 MP photo
 # (4000 x 3000, also at half size, and in a fresh `defocus estimate` process as a user runs it);
-# the dense path again in bfloat16 where the GPU computes it natively (bench --bfloat16 auto).
+# the dense path again in bfloat16 where the GPU computes it natively (bench --bfloat16 auto); then,
+# in the time left of GPU_CHECK_SECONDS (480), the 12 MP photo per tile side (scripts/gpu_tiles.py).
 # Needs no install: the project runs from src/, Keras from the wheels scripts/gpu_prepare.sh puts
-# in .gpu/whl, the RTF photos from .gpu/shared. Writes bench.json, bench.log and gpu.txt to $OUT (the
+# in .gpu/whl, the RTF photos from .gpu/shared. Writes bench.json, bench.log, tiles.json, tiles.log and gpu.txt to $OUT (the
 # device tool's result folder), else to reports/gpu/. Several minutes, most of it compiling.
 #   scripts/gpu_check.sh [--repeat N] [--large WxH]   (extra options go to `defocus bench`)
 set -euo pipefail
@@ -16,6 +17,10 @@ if compgen -G ".gpu/whl/*.whl" >/dev/null; then
     "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/defocus-site .gpu/whl/*.whl
     export PYTHONPATH=/tmp/defocus-site${PYTHONPATH:+:$PYTHONPATH}
 fi
+if [ -f .gpu/opencv.tar.xz ]; then  # OpenCV with contrib, ahead of the image's plain one
+    mkdir -p /tmp/defocus-site && tar -C /tmp/defocus-site -xJf .gpu/opencv.tar.xz
+    export PYTHONPATH=/tmp/defocus-site${PYTHONPATH:+:$PYTHONPATH}
+fi
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
 export KERAS_BACKEND=jax PYTHONUNBUFFERED=1 DEFOCUS_SHARED=${DEFOCUS_SHARED:-$PWD/.gpu/shared}
 # each process takes GPU memory as it needs it: the bench's own process and the `defocus estimate`
@@ -23,5 +28,14 @@ export KERAS_BACKEND=jax PYTHONUNBUFFERED=1 DEFOCUS_SHARED=${DEFOCUS_SHARED:-$PW
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | tee "$out/gpu.txt" || true
 "$py" -c "import jax; print('jax', jax.__version__, jax.devices())" | tee -a "$out/gpu.txt"
+rc=0
 "$py" -m defocus.cli --backend jax bench --no-patch --backends this --large 4000x3000 \
-    --out "$out/bench.json" "$@" 2>&1 | tee "$out/bench.log"
+    --out "$out/bench.json" "$@" 2>&1 | tee "$out/bench.log" || rc=$?
+# then, in what is left of ${GPU_CHECK_SECONDS:-480} s, the 12 MP photo's seconds per tile side
+left=$(( ${GPU_CHECK_SECONDS:-480} - SECONDS - 60 ))
+if [ "$left" -gt 30 ]; then
+    "$py" scripts/gpu_tiles.py "$out/tiles.json" --budget "$left" ${GPU_TILES_ARGS:-} 2>&1 | tee "$out/tiles.log" || true
+else
+    echo "gpu_check: no time left for scripts/gpu_tiles.py" | tee "$out/tiles.log"
+fi
+exit "$rc"

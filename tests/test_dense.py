@@ -109,6 +109,51 @@ def test_one_tile_for_a_small_image_where_it_pays(random_model_dir, monkeypatch)
     assert est.choose_tile((300, 260, 3)) == est.DEFAULT_TILE
 
 
+def test_large_tiles_on_a_gpu(random_model_dir, monkeypatch):
+    """choose_tile: GPU_TILE px tiles for images above SINGLE_TILE px where the backend has a GPU
+    (small images as on a CPU); the map is the default tiling's."""
+    from defocus import backend
+    from defocus import estimate as est
+
+    monkeypatch.setattr(est, "single_tile_pays", lambda: True)
+    assert est.choose_tile((3000, 4000)) == est.DEFAULT_TILE  # no GPU here
+    monkeypatch.setattr(backend, "gpu_capabilities", lambda: [(9, 0)])
+    assert est.choose_tile((3000, 4000, 3)) == est.choose_tile((est.SINGLE_TILE + 1, 20)) == est.GPU_TILE
+    assert est.choose_tile((300, 260)) == est.SINGLE_TILE and est.choose_tile((200, 90)) == est.DEFAULT_TILE
+    monkeypatch.setattr(est, "GPU_TILE", 160)  # a small one, so that this image has several
+    model = load_model(random_model_dir)
+    img = textured_image(est.SINGLE_TILE + 20, 250, seed=6)
+    auto = estimate_blur(img, model)
+    assert (160, "float32") in vars(model)["_dense"]
+    tiled = estimate_blur(img, model, tile=est.DEFAULT_TILE)
+    assert np.array_equal(auto.pattern, tiled.pattern) and np.array_equal(auto.depth, tiled.depth)
+    np.testing.assert_allclose(auto.blur, tiled.blur, atol=1e-6)
+
+
+def test_inference_traces_in_full_float32():
+    """Under JAX the inference functions (compile_fn, forward) trace with float32 products, not
+    JAX's default, which lets GPUs multiply in TensorFloat-32 (tile-dependent maps, seen on an H200)."""
+    from defocus import backend
+
+    if backend.name() != "jax":
+        pytest.skip("JAX's matmul-precision setting; TensorFlow's inference is left as it is")
+    import jax
+
+    seen = []
+
+    def fn(x):
+        seen.append(str(jax.config.jax_default_matmul_precision))
+        return x * 2
+
+    assert float(backend.compile_fn(fn)(np.float32(1.5))) == 3.0
+    assert seen == ["float32"]
+    net = backend.keras.Sequential([backend.keras.Input((3,)), backend.keras.layers.Lambda(fn)])
+    seen.clear()  # building the network called fn once, outside
+    assert np.allclose(backend.forward(net)(np.ones((2, 3), np.float32)), 2.0)
+    assert seen == ["float32"]
+    assert str(jax.config.jax_default_matmul_precision) != "float32"  # only inside them
+
+
 # ---------------------------------------------------------------- dense training
 def _trainer_case(build, seed, tile=33, k=12):
     from defocus.backend import keras
