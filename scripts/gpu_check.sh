@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU figures of README ("Speed and memory", GPU), in one run on a machine with a GPU and JAX:
-# `defocus bench` under JAX, dense path only (median of 5 per RTF image) and a 12 MP photo
+# `defocus bench` under JAX, the dense path (median of 5 per RTF image; once more per patch, the
+# reference, for the maps' difference: since the first GPU run inference is full float32) and a 12 MP photo
 # (4000 x 3000, also at half size, and in a fresh `defocus estimate` process as a user runs it);
 # the dense path again in bfloat16 where the GPU computes it natively (bench --bfloat16 auto); then,
 # in the time left of GPU_CHECK_SECONDS (480), the 12 MP photo per tile side (scripts/gpu_tiles.py).
@@ -29,7 +30,7 @@ export XLA_PYTHON_CLIENT_PREALLOCATE=false
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | tee "$out/gpu.txt" || true
 "$py" -c "import jax; print('jax', jax.__version__, jax.devices())" | tee -a "$out/gpu.txt"
 rc=0
-"$py" -m defocus.cli --backend jax bench --no-patch --backends this --large 4000x3000 \
+"$py" -m defocus.cli --backend jax bench --backends this --large 4000x3000 \
     --out "$out/bench.json" "$@" 2>&1 | tee "$out/bench.log" || rc=$?
 # then, in what is left of ${GPU_CHECK_SECONDS:-480} s, the 12 MP photo's seconds per tile side
 left=$(( ${GPU_CHECK_SECONDS:-480} - SECONDS - 60 ))

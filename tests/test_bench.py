@@ -45,6 +45,7 @@ def test_bench_reports_both_paths(random_model_dir, tmp_path, capsys, monkeypatc
     assert row["network_gflop"] == pytest.approx(2 * macs / 1e9)
     assert rep["conv"]["gflops"] > 0 and row["networks_at_conv_rate_s"] == pytest.approx(row["network_gflop"] / rep["conv"]["gflops"])
     assert [r["size"] for r in rep["large"]] == [[60, 45], [120, 90]]
+    assert [r["tile"] for r in rep["large"]] == [64, estimate.SINGLE_TILE]  # the tile each size was given
     assert all(r["peak_rss_gb"] > 0 for r in rep["large"])
     # the bfloat16 option: timed per stage, and its distance from float32 measured (random weights: small)
     assert rep["bfloat16"] and rep["dense_bfloat16_median_total_s"] == row["dense_bfloat16"]["total"] > 0

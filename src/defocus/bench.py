@@ -244,10 +244,11 @@ def bench(model, rtf_dir: Path | None, repeat: int = 5, large=(4000, 3000), patc
                 r = _run(img, model, "dense")
             mp = size[0] * size[1] / 1e6
             row = {"size": list(size), "megapixels": mp, "edges": r["edges"], "dense": r["seconds"],
-                   "network_gflop": r["network_gflop"],
+                   "network_gflop": r["network_gflop"], "tile": r["tile"],
                    "seconds_per_megapixel": r["seconds"]["total"] / mp, "peak_rss_gb": mem.peak / 2**30}
             report["large"].append(row)
-            log(f"large {size[0]}x{size[1]} ({mp:.1f} MP, {r['edges']} edges): {_fmt_stages(r['seconds'])}; "
+            log(f"large {size[0]}x{size[1]} ({mp:.1f} MP, {r['edges']} edges, tiles of {r['tile']} px): "
+                f"{_fmt_stages(r['seconds'])}; "
                 f"{row['seconds_per_megapixel']:.2f} s/MP; peak RSS {row['peak_rss_gb']:.2f} GB")
             if bfloat16 and scale == 1.0:
                 row["dense_bfloat16"], row["bfloat16_peak_rss_gb"], row["bfloat16_difference"] = \

@@ -25,7 +25,7 @@ DEFAULT_DETECT_THRESHOLD = 1.05
 def _add_map_command(sub, name: str, help: str, description: str, outputs: tuple[str, ...], write):
     """A command that estimates each photo's map (`estimate`'s inputs and options, run by
     :func:`cmd_estimate`) and writes ``<stem>_<output>`` files with ``write``."""
-    from .estimate import DEFAULT_BATCH, DEFAULT_PSI, DEFAULT_TILE, METHODS, SINGLE_TILE
+    from .estimate import DEFAULT_BATCH, DEFAULT_PSI, DEFAULT_TILE, GPU_TILE, METHODS, SINGLE_TILE
     from .hardware import DENSE_PRECISIONS
 
     p = sub.add_parser(name, help=help, description=description)
@@ -61,13 +61,14 @@ def _add_map_command(sub, name: str, help: str, description: str, outputs: tuple
     p.add_argument(
         "--tile", type=int, default=None,
         help=f"tile side in px for --method dense (default: {DEFAULT_TILE}; one tile for a photo of at most "
-        f"{SINGLE_TILE} px a side where that is faster: with oneDNN, or under JAX)",
+        f"{SINGLE_TILE} px a side where that is faster: with oneDNN, or under JAX; {GPU_TILE} on a GPU for "
+        "larger photos: lower it on a GPU with little memory)",
     )
     p.add_argument(
         "--precision", choices=DENSE_PRECISIONS, default="float32",
         help="compute dtype of --method dense: float32 (default: the reference's probabilities) or bfloat16 "
-        "(1.6-2.1x faster measured on a CPU with AVX512-BF16; slower where bfloat16 is emulated; the maps "
-        "differ slightly, see README)",
+        "(1.6-2.1x faster measured on a CPU with AVX512-BF16; slower where bfloat16 is emulated, and not faster "
+        "on an H200 under JAX; the maps differ slightly, see README)",
     )
     p.add_argument(
         "--batch-size", type=int, default=DEFAULT_BATCH, help=f"patches per network call, --method patch ({DEFAULT_BATCH})"
