@@ -14,14 +14,14 @@ cd "$(dirname "$0")/.."
 out=${OUT:-reports/gpu}
 mkdir -p "$out"
 py=${PYTHON:-python3}
+mkdir -p /tmp/defocus-site
 if compgen -G ".gpu/whl/*.whl" >/dev/null; then
     "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/defocus-site .gpu/whl/*.whl
-    export PYTHONPATH=/tmp/defocus-site${PYTHONPATH:+:$PYTHONPATH}
 fi
 if [ -f .gpu/opencv.tar.xz ]; then  # OpenCV with contrib, ahead of the image's plain one
-    mkdir -p /tmp/defocus-site && tar -C /tmp/defocus-site -xJf .gpu/opencv.tar.xz
-    export PYTHONPATH=/tmp/defocus-site${PYTHONPATH:+:$PYTHONPATH}
+    tar -C /tmp/defocus-site -xJf .gpu/opencv.tar.xz
 fi
+export PYTHONPATH=/tmp/defocus-site${PYTHONPATH:+:$PYTHONPATH}
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
 export KERAS_BACKEND=jax PYTHONUNBUFFERED=1 DEFOCUS_SHARED=${DEFOCUS_SHARED:-$PWD/.gpu/shared}
 # each process takes GPU memory as it needs it: the bench's own process and the `defocus estimate`

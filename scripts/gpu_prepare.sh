@@ -14,17 +14,20 @@ rm -rf .gpu && mkdir -p .gpu/whl .gpu/shared/data/rtf
 # ml_dtypes, numpy, packaging and rich are there); the versions of requirements.lock
 pins=$(grep -iE '^(keras|optree|namex)==' requirements.lock)
 [ "$(wc -l <<<"$pins")" = 3 ] || { echo "gpu_prepare: requirements.lock lacks keras/optree/namex pins" >&2; exit 1; }
+download() {  # DIR PIN...: wheels for the GPU machine's Python 3.12 on x86-64 Linux
+    local dir=$1; shift
+    "$py" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+        --platform manylinux2014_x86_64 --platform any -d "$dir" "$@"
+}
 # shellcheck disable=SC2086
-"$py" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-    --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
-    --platform manylinux2014_x86_64 --platform any -d .gpu/whl $pins
+download .gpu/whl $pins
 # OpenCV with its contrib modules (the propagation's cv2.ximgproc): GPU images have the plain
 # opencv-python-headless. Its wheel (57 MiB) would not fit the 64 MiB that travels beside the working
 # tree; its unpacked files as .tar.xz do (37 MiB; xz -9 takes about 2 minutes on 2 cores)
 cvpin=$(grep -iE '^opencv-contrib-python-headless==' requirements.lock)
 tmp=$(mktemp -d)
-"$py" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d "$tmp/whl" "$cvpin"
+download "$tmp/whl" "$cvpin"
 mkdir "$tmp/site" && (cd "$tmp/site" && "$py" -m zipfile -e "$tmp"/whl/*.whl .)
 tar -C "$tmp/site" -cf - . | xz -9 -T0 >.gpu/opencv.tar.xz
 rm -rf "$tmp"

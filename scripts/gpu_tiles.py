@@ -50,14 +50,14 @@ def main() -> int:
             break
         t0 = time.perf_counter()
         first = _run(img, model, "dense", tile=tile)
-        warm_s = time.perf_counter() - t0
+        first_s = time.perf_counter() - t0
         runs = [_run(img, model, "dense", tile=tile) for _ in range(args.repeat)]
         if ref is None:
             ref = first["est"].blur
-        row = {"tile": tile, "first_run_s": warm_s, "dense": _median_stages(runs),
+        row = {"tile": tile, "first_run_s": first_s, "dense": _median_stages(runs),
                "max_abs_map_difference": float(np.abs(runs[0]["est"].blur - ref).max())}
         report["rows"].append(row)
-        print(f"tile {tile}: first run {warm_s:.1f} s; median of {args.repeat}: "
+        print(f"tile {tile}: first run {first_s:.1f} s; median of {args.repeat}: "
               + "  ".join(f"{k} {v:.3f}" for k, v in row["dense"].items())
               + f"; max |map difference| from the first: {row['max_abs_map_difference']:.2e} px", flush=True)
         del first, runs
