@@ -117,3 +117,25 @@ def test_blur_png_of_a_large_map_is_a_bounded_preview(tmp_path):
     h, w = cv2.imread(str(tmp_path / "big.png")).shape[:2]
     # drawn at about 1:1 up to PREVIEW_SIDE (plus the colour bar and margins), never at 4500 px
     assert PREVIEW_SIDE < w < PREVIEW_SIDE * 1.4 and h < w and w_small < 1000
+
+
+def test_blur_png_draws_the_map_in_its_colours(tmp_path):
+    import matplotlib
+
+    from defocus.viz import COLOUR_ROWS, colour_map, save_blur_png
+
+    rng = np.random.default_rng(5)
+    values = rng.uniform(-1, 7, (COLOUR_ROWS + 9, 5)).astype(np.float32)
+    want = matplotlib.colormaps["viridis"](np.clip(values / 6.0, 0, 1), bytes=True)[..., :3]
+    np.testing.assert_array_equal(colour_map(values, 6.0), want)
+
+    halves = np.zeros((200, 300), np.float32)
+    halves[:, 150:] = 6.0
+    save_blur_png(tmp_path / "halves.png", halves, title="halves")
+    png = cv2.imread(str(tmp_path / "halves.png"))[:, :, ::-1]
+    low, high = colour_map(np.array([[0.0, 6.0]]))[0]
+    is_low, is_high = (png == low).all(axis=2), (png == high).all(axis=2)
+    # the map fills its box at about 2x (6 in at 100 dpi for 300 px): each half about 300 x 400 px,
+    # low on the left of high; the colour bar's ends add only a few rows of each colour
+    assert 100_000 < is_low.sum() < 140_000 and 100_000 < is_high.sum() < 140_000
+    assert np.nonzero(is_low)[1].mean() < np.nonzero(is_high)[1].mean() - 200
