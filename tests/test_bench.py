@@ -44,6 +44,8 @@ def test_bench_reports_both_paths(random_model_dir, tmp_path, capsys, monkeypatc
     macs = tile_macs(80, 90, shared_f1=False) + row["edges"] * head_macs(2) + (row["patches"] - row["edges"]) * head_macs(23)
     assert row["network_gflop"] == pytest.approx(2 * macs / 1e9)
     assert rep["conv"]["gflops"] > 0 and row["networks_at_conv_rate_s"] == pytest.approx(row["network_gflop"] / rep["conv"]["gflops"])
+    mm = rep["conv"]["matmul"]  # the CPU's best float32 rate, beside the convolution's
+    assert mm["n"] == 2048 and mm["backend_gflops"] > 0 and mm["numpy_gflops"] > 0
     assert [r["size"] for r in rep["large"]] == [[60, 45], [120, 90]]
     assert [r["tile"] for r in rep["large"]] == [64, estimate.SINGLE_TILE]  # the tile each size was given
     assert all(r["peak_rss_gb"] > 0 for r in rep["large"])
@@ -79,3 +81,19 @@ def test_bench_runs_every_installed_backend(random_model_dir, tmp_path, capsys):
     assert set(rep["backend_summary"]) == {"tensorflow", "jax"}
     assert "--- backends:" in capsys.readouterr().out
     assert main(["bench", "--model", str(random_model_dir), "--backends", "torch", "--out", str(out)]) == 2
+
+
+def test_a_commands_peak_rss_is_its_own_not_the_benchmarks():
+    """`defocus bench` times `defocus estimate` in a fresh process from a process holding GBs; the
+    command's peak must not include the benchmark's (a child's ru_maxrss does, on Linux)."""
+    import sys
+
+    from defocus.bench import run_with_peak_rss
+
+    held = np.ones(768 * 2**20 // 8)  # this process: at least 768 MiB resident
+    rc, seconds, peak = run_with_peak_rss([sys.executable, "-c", "x = bytearray(200 * 2**20)"])
+    assert rc == 0 and seconds > 0
+    assert 200 / 1024 < peak < 400 / 1024, peak  # the 200 MiB it held and Python, not the 768 MiB here
+    rc, _, _ = run_with_peak_rss([sys.executable, "-c", "raise SystemExit(3)"])
+    assert rc == 3
+    del held

@@ -100,11 +100,24 @@ def precision_difference(ref, other) -> dict:
             "max_abs_map_difference": float(diff.max()), "mean_abs_map_difference": float(diff.mean())}
 
 
-def conv_rate(size: int = DEFAULT_TILE + 40, repeat: int = 5) -> dict:
+def _best_seconds(call, repeat: int) -> float:
+    """The shortest of ``repeat`` timed calls, after an untimed one (which traces and compiles): the
+    rate a machine reaches, which other work on a shared machine can only lower."""
+    call()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t0)
+    return float(min(times))
+
+
+def conv_rate(size: int = DEFAULT_TILE + 40, repeat: int = 20) -> dict:
     """This machine's rate on the dense path's main operation: a 3 x 3 convolution, 64 -> 64
     channels, dilated by 3, over one tile's map of ``size`` x ``size`` px (the backend's ``conv``,
-    compiled), in GFLOP/s (2 per multiply-add). The networks' arithmetic divided by it is the time
-    the dense path would take if every operation ran as fast as this one."""
+    compiled), in GFLOP/s (2 per multiply-add), from the fastest of ``repeat`` runs. The networks'
+    arithmetic divided by it is the time the dense path would take if every operation ran as fast
+    as this one."""
     from . import backend
     from .backend import keras
 
@@ -112,14 +125,25 @@ def conv_rate(size: int = DEFAULT_TILE + 40, repeat: int = 5) -> dict:
     x = keras.ops.convert_to_tensor(rng.random((1, size, size, 64), dtype=np.float32))
     w = keras.ops.convert_to_tensor((rng.standard_normal((3, 3, 64, 64)) * 0.05).astype(np.float32))
     fn = backend.compile_fn(lambda a, k: backend.conv(a, k, 3), [((1, size, size, 64), "float32"), ((3, 3, 64, 64), "float32")])
-    keras.ops.convert_to_numpy(fn(x, w))  # traced and compiled, untimed
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        keras.ops.convert_to_numpy(fn(x, w))
-        times.append(time.perf_counter() - t0)
-    sec = float(np.median(times))
+    sec = _best_seconds(lambda: keras.ops.convert_to_numpy(fn(x, w)), repeat)
     return {"map_px": size, "seconds": sec, "gflops": 2 * (size - 6) ** 2 * 9 * 64 * 64 / sec / 1e9}
+
+
+def matmul_rate(n: int = 2048, repeat: int = 5) -> dict:
+    """This machine's float32 rate on an ``n`` x ``n`` matrix product, the densest operation there
+    is, in GFLOP/s (the fastest of ``repeat`` runs): through the backend (compiled) and through
+    NumPy (its BLAS). Beside :func:`conv_rate` it says how far the convolution is from what the
+    CPU does at best."""
+    from . import backend
+    from .backend import keras
+
+    rng = np.random.default_rng(1)
+    a = rng.random((n, n), dtype=np.float32)
+    t = keras.ops.convert_to_tensor(a)
+    fn = backend.compile_fn(lambda u, v: keras.ops.matmul(u, v), [((n, n), "float32"), ((n, n), "float32")])
+    flop = 2 * n**3 / 1e9
+    return {"n": n, "backend_gflops": flop / _best_seconds(lambda: keras.ops.convert_to_numpy(fn(t, t)), repeat),
+            "numpy_gflops": flop / _best_seconds(lambda: a @ a, repeat)}
 
 
 def _median_stages(runs: list[dict]) -> dict:
@@ -235,6 +259,10 @@ def bench(model, rtf_dir: Path | None, repeat: int = 5, large=(4000, 3000), patc
         log(f"networks per RTF image: {gflop:.0f} GFLOP of dense maps and heads; a 3 x 3 x 64 convolution "
             f"runs at {conv['gflops']:.0f} GFLOP/s here, so at that rate {gflop / conv['gflops']:.3f} s; "
             f"measured {nets:.3f} s ({gflop / conv['gflops'] / nets:.0%} of that rate)")
+        mm = conv["matmul"] = matmul_rate()
+        log(f"a {mm['n']} x {mm['n']} float32 matrix product runs at {mm['backend_gflops']:.0f} GFLOP/s here "
+            f"(NumPy: {mm['numpy_gflops']:.0f}); the convolution at {conv['gflops'] / max(mm['backend_gflops'], mm['numpy_gflops']):.0%} "
+            "of the faster")
     if large:
         report["large"] = []
         for scale in (0.5, 1.0):
@@ -284,12 +312,41 @@ def _large_bfloat16(img, model, r: dict):
     return rb["seconds"], mem.peak / 2**30, precision_difference(ref, rb["est"])
 
 
+#: Runs ``argv[2:]`` and writes its peak RSS (KiB) and exit status to the file ``argv[1]``. A child
+#: started by a large process reports that process's high-water RSS as its own (Linux sets a
+#: child's ``ru_maxrss`` from the address space it had until ``exec``: the parent's, shared or
+#: copied), so the command is started from this small process instead of from the benchmark's.
+_PEAK_RSS_RUNNER = (
+    "import os, subprocess, sys\n"
+    "p = subprocess.Popen(sys.argv[2:])\n"
+    "_, status, usage = os.wait4(p.pid, 0)\n"
+    "open(sys.argv[1], 'w').write(f'{usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}')\n"
+)
+
+
+def run_with_peak_rss(cmd: list[str], **popen) -> tuple[int, float, float]:
+    """Run ``cmd`` to its end: (exit status, wall seconds, the command's own peak RSS in GiB).
+
+    Through a small Python process (:data:`_PEAK_RSS_RUNNER`), so that none of this process's
+    memory counts, however large it is."""
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "peak"
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", _PEAK_RSS_RUNNER, str(out), *cmd], check=False, **popen)
+        seconds = time.perf_counter() - t0
+        kib, rc = (int(v) for v in out.read_text().split())
+    return rc, seconds, kib * 1024 / 2**30
+
+
 def _photo_run(image: np.ndarray, model_dir) -> dict:
     """``defocus estimate`` on ``image`` (written as a PNG) in a fresh process, as a user runs it:
     wall seconds, the seconds the command reports for the photo, and the process's peak RSS
-    (nothing of this process's memory counts)."""
+    (nothing of this process's memory counts: :func:`run_with_peak_rss`)."""
     import re
-    import subprocess
     import sys
     import tempfile
 
@@ -305,18 +362,14 @@ def _photo_run(image: np.ndarray, model_dir) -> dict:
                "--model", str(model_dir), "--out", str(Path(tmp) / "out")]
         log_out, log_err = Path(tmp) / "stdout", Path(tmp) / "stderr"
         with open(log_out, "w") as fo, open(log_err, "w") as fe:
-            t0 = time.perf_counter()
-            proc = subprocess.Popen(cmd, stdout=fo, stderr=fe)
-            _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS
-            seconds = time.perf_counter() - t0
-        rc = os.waitstatus_to_exitcode(status)
+            rc, seconds, peak_gb = run_with_peak_rss(cmd, stdout=fo, stderr=fe)
         if rc != 0:
             raise RuntimeError(f"{' '.join(cmd)} exited with {rc}: {log_err.read_text()[-2000:]}")
         found = re.search(r", ([0-9.]+) s ", log_out.read_text())
     h, w = image.shape[:2]
     return {"size": [w, h], "megapixels": w * h / 1e6, "seconds": seconds,
             "estimate_seconds": float(found.group(1)) if found else None,
-            "peak_rss_gb": usage.ru_maxrss * 1024 / 2**30, "command": "defocus estimate PHOTO.png"}
+            "peak_rss_gb": peak_gb, "command": "defocus estimate PHOTO.png"}
 
 
 def main(args, model) -> int:
