@@ -41,6 +41,22 @@ def test_backend_is_chosen_once():
     backend.use(backend.name())  # the running one: fine
 
 
+def test_tensorflow_loads_without_jax():
+    """Under TensorFlow the package keeps JAX out of the process (TensorFlow's TFLite helpers would
+    import it: 107 MiB), and JAX can still be imported after."""
+    code = ("import sys\n"
+            "from defocus import backend\n"
+            "backend.keras\n"
+            "assert backend.name() == 'tensorflow' and 'tensorflow' in sys.modules\n"
+            "assert 'jax' not in sys.modules, 'JAX was imported'\n"
+            "import jax\n"
+            "assert jax.numpy.add(1, 2) == 3\n")
+    e = dict(os.environ, KERAS_BACKEND="tensorflow")
+    e.pop("DEFOCUS_BLOCK_TENSORFLOW", None)
+    r = subprocess.run([sys.executable, "-c", code], env=e, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
 def test_weights_load_under_the_other_backend(random_model_dir, tmp_path):
     """Weights saved under this backend give the same outputs under the other (1e-5), and back."""
     x = _patches()

@@ -66,6 +66,12 @@ def _load():
         # deterministic GPU reductions (read when JAX starts its GPU backend; no effect on a CPU)
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_gpu_deterministic_ops=true").strip()
     if "keras" not in sys.modules:
+        # TensorFlow's TFLite helpers import JAX whenever it is installed (as here: both backends
+        # are), which nothing does under TensorFlow: 107 MiB of resident memory in every process
+        # (measured: 680 -> 574 MiB after `import tensorflow`). JAX stays importable afterwards.
+        hide_jax = name == "tensorflow" and "jax" not in sys.modules
+        if hide_jax:
+            sys.modules["jax"] = None  # `import jax` raises ImportError, which TensorFlow expects
         # TensorFlow's C++ runtime prints start-up notices on fd 2 whatever the log level says
         sys.stderr.flush()
         saved = os.dup(2)
@@ -78,6 +84,8 @@ def _load():
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+            if hide_jax and sys.modules.get("jax", False) is None:
+                del sys.modules["jax"]
     if chosen_here:
         # TensorFlow reads the variable once, on the first query; after that it is ours to remove
         importlib.import_module(".tensorflow", __name__).onednn_enabled()
