@@ -86,6 +86,7 @@ def test_bench_runs_every_installed_backend(random_model_dir, tmp_path, capsys):
 def test_a_commands_peak_rss_is_its_own_not_the_benchmarks():
     """`defocus bench` times `defocus estimate` in a fresh process from a process holding GBs; the
     command's peak must not include the benchmark's (a child's ru_maxrss does, on Linux)."""
+    import subprocess
     import sys
 
     from defocus.bench import run_with_peak_rss
@@ -96,4 +97,6 @@ def test_a_commands_peak_rss_is_its_own_not_the_benchmarks():
     assert 200 / 1024 < peak < 400 / 1024, peak  # the 200 MiB it held and Python, not the 768 MiB here
     rc, _, _ = run_with_peak_rss([sys.executable, "-c", "raise SystemExit(3)"])
     assert rc == 3
+    with pytest.raises(RuntimeError, match="could not run"):
+        run_with_peak_rss(["/nonexistent/command"], stderr=subprocess.DEVNULL)
     del held

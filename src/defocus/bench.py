@@ -336,8 +336,10 @@ def run_with_peak_rss(cmd: list[str], **popen) -> tuple[int, float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "peak"
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-c", _PEAK_RSS_RUNNER, str(out), *cmd], check=False, **popen)
+        runner = subprocess.run([sys.executable, "-c", _PEAK_RSS_RUNNER, str(out), *cmd], check=False, **popen)
         seconds = time.perf_counter() - t0
+        if not out.exists():  # the runner itself failed (e.g. the command could not be started)
+            raise RuntimeError(f"could not run {' '.join(map(str, cmd))} (exit status {runner.returncode})")
         kib, rc = (int(v) for v in out.read_text().split())
     return rc, seconds, kib * 1024 / 2**30
 

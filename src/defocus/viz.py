@@ -9,6 +9,8 @@ import numpy as np
 from .images import atomic_write, save_png, to_uint8
 
 BLUR_MAX = 6.0  # px, largest B-NET radius
+#: matplotlib colour map of every blur map drawn (previews, the gallery, their colour bars).
+CMAP = "viridis"
 #: Longest side (px) of the map drawn in a blur PNG; larger maps are area-averaged down to it
 #: first. The .npy output keeps every pixel.
 PREVIEW_SIDE = 2048
@@ -16,7 +18,7 @@ PREVIEW_SIDE = 2048
 COLOUR_ROWS = 256
 
 
-def colour_map(blur: np.ndarray, vmax: float = BLUR_MAX, cmap: str = "viridis") -> np.ndarray:
+def colour_map(blur: np.ndarray, vmax: float = BLUR_MAX, cmap: str = CMAP) -> np.ndarray:
     """A blur map in matplotlib's colour map ``cmap`` over 0..``vmax`` px, as uint8 RGB.
 
     The same colours as ``imshow(blur, cmap=cmap, vmin=0, vmax=vmax)``, mapped a block of
@@ -81,7 +83,7 @@ def save_blur_png(path, blur: np.ndarray, title: str | None = None, vmax: float 
     ax.set_axis_off()
     if title:
         ax.set_title(title, fontsize=9)
-    bar = fig.colorbar(ScalarMappable(Normalize(0.0, vmax), "viridis"), ax=ax, fraction=0.046, pad=0.03)
+    bar = fig.colorbar(ScalarMappable(Normalize(0.0, vmax), CMAP), ax=ax, fraction=0.046, pad=0.03)
     bar.set_label("defocus blur: disk radius (px)")
     fig.tight_layout()
     canvas = FigureCanvasAgg(fig)
@@ -151,7 +153,7 @@ def save_gallery(path, rows, vmax: float = BLUR_MAX, panel: float = 1.8) -> None
                 ax.text(0.5, 0.5, "n/a", ha="center", va="center", fontsize=7, transform=ax.transAxes)
                 continue
             if is_map:
-                im = ax.imshow(data, cmap="viridis", vmin=0.0, vmax=vmax, interpolation="nearest")
+                im = ax.imshow(data, cmap=CMAP, vmin=0.0, vmax=vmax, interpolation="nearest")
             else:
                 ax.imshow(np.clip(data, 0, 1), interpolation="nearest")
     if im is not None:
